@@ -60,7 +60,7 @@ struct HttpResponse {
   std::string content_type = "application/json";
 };
 
-// 200-style response whose body is `body.dump()`.
+// A response with status `status` whose body is `body.dump()` (invalid UTF-8 replaced).
 HttpResponse json_response(int status, const nlohmann::json& body);
 // 204, no body.
 HttpResponse no_content();
@@ -98,6 +98,7 @@ class Router {
   // Unknown path -> 404, known path with another method -> the configured
   // status, a handler that throws -> 500; all with a JSON error body. Never
   // throws. Safe to call concurrently (const, and handlers are only read).
+  // The wrong-method body has code "InvalidArgument" whatever the status.
   HttpResponse dispatch(const HttpRequest& request) const;
 
  private:

@@ -19,6 +19,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -64,10 +65,14 @@ struct SuperInfo {
 struct InodeAttr {
   uint64_t nid = 0;  // also the inode number both readers report
   uint32_t mode = 0;
+  // The on-disk ids. Without ext flag EXPLICIT_UID_GID nydusd reports its own
+  // euid/egid instead (super().explicit_uid_gid); the kernel never does.
   uint32_t uid = 0;
   uint32_t gid = 0;
   uint64_t size = 0;
   uint32_t nlink = 0;
+  // Compact inodes have no mtime: like the kernel, they report the
+  // superblock build_time (nydusd reports 0).
   uint64_t mtime = 0;
   uint32_t mtime_nsec = 0;
   uint32_t rdev = 0;  // decoded dev_t (new encoding) for char/block devices
@@ -90,6 +95,11 @@ struct ChunkRef {
   Compressor compressor = Compressor::kNone;  // the blob's algorithm
   Digester digester = Digester::kBlake3;
   std::optional<Digest> digest;       // from the chunk table when present
+  // True when compressed_offset/compressed_size/compressed/digest come from
+  // the bootstrap chunk table. When false only the uncompressed fields are
+  // known (from the chunk index and file size), and the caller takes the
+  // compressed extent from the blob's CI array (blob_ci.h, entry ci_index).
+  bool in_chunk_table = false;
 };
 
 struct DirEntry {
@@ -103,6 +113,10 @@ struct Xattr {
   std::string value;
 };
 
+// Errors: kCorrupt for bad image data (message names the nid, byte offset and
+// field); a wrong inode type or a missing name carries the errno a FUSE reply
+// needs (Error::to_errno(): ENOTDIR, EISDIR, EINVAL, ENOENT, ENAMETOOLONG);
+// kUnsupported for valid images using features this reader does not serve.
 class Bootstrap {
  public:
   // Opens and validates a bootstrap file (read fully into memory, or mapped).
@@ -132,6 +146,15 @@ class Bootstrap {
                                                   uint64_t length) const = 0;
   // The prefetch table (nids), possibly empty.
   virtual Result<std::vector<uint64_t>> prefetch_nids() const = 0;
+  // The bootstrap chunk table as stored (§11), validated at open(). Defaults
+  // are for fakes in other modules' tests.
+  virtual std::span<const ChunkTableEntry> chunk_table() const { return {}; }
+  // The chunk table entry for a chunk index, keyed as nydusd keys it:
+  // (blob_index, CI index, uncompressed offset). nullptr if absent.
+  virtual const ChunkTableEntry* find_chunk(uint32_t blob_index, uint32_t ci_index,
+                                            uint64_t uncompressed_offset) const {
+    return nullptr;
+  }
   // Walks the whole tree from the root and validates every reachable inode,
   // directory, symlink, xattr area and chunk index (bounded: each directory is
   // visited once; hard links and cycles are detected).

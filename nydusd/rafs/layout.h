@@ -387,7 +387,7 @@ struct __attribute__((packed)) BlobCiHeader {
   uint64_t ctx_offset;
   uint64_t ctx_size;
   uint32_t ctx_count;
-  uint8_t reserved[4028];
+  uint8_t reserved[4032];  // 60..4091
   uint32_t magic2;  // kBlobCiMagic
 };
 static_assert(sizeof(BlobCiHeader) == 4096);

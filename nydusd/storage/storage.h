@@ -56,10 +56,16 @@ struct StorageMetrics {
   std::atomic<uint64_t> backend_read_errors{0};
   std::atomic<uint64_t> backend_read_bytes{0};
   std::atomic<uint64_t> cache_hits{0};          // chunk reads served from the cache
-  std::atomic<uint64_t> cache_misses{0};
+  std::atomic<uint64_t> cache_misses{0};        // chunk reads fetched from the backend
+                                                // (every chunk read when there is no cache)
   std::atomic<uint64_t> digest_failures{0};
   std::atomic<uint64_t> prefetch_chunks{0};
-  std::atomic<uint64_t> prefetch_bytes{0};
+  std::atomic<uint64_t> prefetch_bytes{0};       // uncompressed bytes prefetched
+  // Additions (storage owner):
+  std::atomic<uint64_t> backend_read_latency_micros_total{0};  // summed over backend reads
+  std::atomic<uint64_t> chunk_coalesced_waits{0};  // reads that waited for another's fetch
+  std::atomic<uint64_t> cache_write_errors{0};     // fetched chunks that could not be cached
+  std::atomic<uint64_t> prefetch_errors{0};        // prefetch chunks that failed (not retried)
 };
 
 // One mounted image's data: the blobs of one bootstrap.

@@ -52,7 +52,7 @@ std::string b3sum_of(const std::string& path) {
 
 }  // namespace
 
-TEST_CASE("blake3 official test vectors (hash mode, first 32 bytes)", "[rafs][digest]") {
+TEST_CASE("rafs: blake3 official test vectors (hash mode, first 32 bytes)", "[rafs][digest]") {
   // From BLAKE3-team/BLAKE3 test_vectors/test_vectors.json; input is i % 251.
   const std::pair<size_t, const char*> cases[] = {
       {0, "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"},
@@ -93,7 +93,7 @@ TEST_CASE("blake3 official test vectors (hash mode, first 32 bytes)", "[rafs][di
   }
 }
 
-TEST_CASE("blake3 finalize does not consume the hasher", "[rafs][digest]") {
+TEST_CASE("rafs: blake3 finalize does not consume the hasher", "[rafs][digest]") {
   auto data = pattern(5000);
   Blake3Hasher h;
   h.update(std::span(data.data(), 2000));
@@ -103,7 +103,7 @@ TEST_CASE("blake3 finalize does not consume the hasher", "[rafs][digest]") {
   CHECK(h.finalize() == blake3(data));
 }
 
-TEST_CASE("blake3 matches b3sum on random data fed in random pieces", "[rafs][digest]") {
+TEST_CASE("rafs: blake3 matches b3sum on random data fed in random pieces", "[rafs][digest]") {
   nydus::testing::TempDir dir("rafs-digest");
   std::mt19937_64 rng(0xB1A4E3);
   std::vector<size_t> sizes = {0, 1, 63, 64, 65, 1023, 1024, 1025, 2047, 4096, 65536, 65537,
@@ -127,7 +127,7 @@ TEST_CASE("blake3 matches b3sum on random data fed in random pieces", "[rafs][di
   }
 }
 
-TEST_CASE("sha256 known answers, one-shot and incremental", "[rafs][digest]") {
+TEST_CASE("rafs: sha256 known answers, one-shot and incremental", "[rafs][digest]") {
   const std::string abc = "abc";
   std::span<const uint8_t> abc_bytes(reinterpret_cast<const uint8_t*>(abc.data()), abc.size());
   const char* want_abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
@@ -144,7 +144,7 @@ TEST_CASE("sha256 known answers, one-shot and incremental", "[rafs][digest]") {
   CHECK(moved.finalize() == sha256(data));
 }
 
-TEST_CASE("hex helpers round-trip and reject bad input", "[rafs][digest]") {
+TEST_CASE("rafs: hex helpers round-trip and reject bad input", "[rafs][digest]") {
   Digest d = blake3(pattern(10));
   auto hex = to_hex(d);
   auto back = digest_from_hex(hex);

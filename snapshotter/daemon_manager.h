@@ -1,0 +1,219 @@
+// The nydusd daemon manager: starts, watches, re-adopts and stops the nydusd
+// processes that serve RAFS instances (reference-snapshotter.md §4, §5, §10).
+//
+// A RAFS instance is one nydus image mounted for one meta-layer snapshot
+// (the committed layer holding image/image.boot); its key is that
+// snapshot's id. It lives from the first Prepare/View over the meta layer
+// until the meta layer itself is released (which containerd can only do once
+// no snapshot has it as parent), as in the reference.
+//
+//  * dedicated mode: one nydusd per instance, mounted by nydusd itself at
+//    <root>/snapshots/<metaID>/mnt from --bootstrap; the daemon stops when
+//    its instance is unmounted (refcount 1 -> 0).
+//  * shared mode: one nydusd at <root>/mnt for all instances; each instance
+//    is attached with POST /api/v1/mount?mountpoint=/<metaID> and appears
+//    at <root>/mnt/<metaID>; DELETE detaches it. The shared daemon stays
+//    while the snapshotter runs (the reference's "retain").
+//
+// Persistence: every change is one SQLite transaction on the daemons and
+// instances tables. A daemon record is written before its process is
+// spawned (state STARTING), gets its pid right after the spawn and RUNNING
+// once nydusd reports it; an instance record is written only after the
+// instance serves. Stopping a daemon ends the process first and deletes the
+// records after, so a crash in between leaves a record that recovery
+// restarts or reclaims, never an orphan process nobody knows.
+//
+// Recovery (open): for each daemon record, Process::adopt(pid), check that
+// /proc/<pid>/cmdline carries our --apisock (a recycled pid is never
+// touched), and GET /api/v1/daemon until RUNNING: then the daemon is
+// re-adopted as it runs (detached, watched again) and its instances counted.
+// A daemon found dead is restarted: plain restart, not failover (the
+// reference's "recovering" path): stale mount and socket cleared, same id,
+// argv and config, shared instances re-POSTed in Seq order. Containers
+// whose overlay sits on the dead FUSE mount keep failing (by nature of a
+// restart); new ones get the new mount. Dedicated daemons without instances
+// (an interrupted start) are reclaimed.
+//
+// Liveness: a LivenessMonitor watches every serving daemon's pidfd and a held
+// API connection. A death is logged with the exit status and log tail,
+// recorded (state DIED), and handed to the DaemonDeathHandler hook.
+//
+// Threads and locks. Calls arrive from gRPC threads concurrently; the
+// monitor thread delivers deaths. Lock order (never acquire leftwards):
+//   instance key lock (per meta snapshot id)
+//     -> shared_mu_ (creating the shared daemon)
+//       -> Daemon::operation_mutex()
+//         -> mu_ (the maps below) -> Daemon's internal lock -> store transaction
+// mu_ and the Daemon's internal lock are never held across a blocking call.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/result.h"
+#include "snapshotter/config.h"
+#include "snapshotter/daemon.h"
+#include "snapshotter/daemon_client.h"
+#include "snapshotter/daemon_command.h"
+#include "snapshotter/daemon_launcher.h"
+#include "snapshotter/liveness_monitor.h"
+#include "snapshotter/store.h"
+
+namespace nydus::snapshotter {
+
+// How long a new or restarted nydusd may take to report RUNNING.
+inline constexpr std::chrono::milliseconds kDaemonStartTimeout{20000};
+// How long a re-adopted daemon may take to answer GET /api/v1/daemon.
+inline constexpr std::chrono::milliseconds kAdoptProbeTimeout{5000};
+// How long a daemon may take to exit after SIGTERM (unmounting included)
+// before it gets SIGKILL, and then how long its exit may take.
+inline constexpr std::chrono::milliseconds kDaemonStopTimeout{10000};
+inline constexpr std::chrono::milliseconds kDaemonKillTimeout{5000};
+// Bytes of a daemon's log quoted in errors and death reports.
+inline constexpr size_t kLogTailBytes = 2048;
+
+// What happens when a daemon dies while the snapshotter runs. Called on the
+// monitor thread after the death was logged and recorded (state DIED), with
+// no manager lock held. The recovery policies (restart, failover) implement
+// this; they serialize with other operations through
+// daemon.operation_mutex().
+class DaemonDeathHandler {
+ public:
+  virtual ~DaemonDeathHandler() = default;
+  virtual void on_daemon_death(Daemon& daemon) = 0;
+};
+
+struct DaemonManagerOptions {
+  std::string root;          // the snapshotter root (canonical)
+  std::string nydusd_path;   // binary that new daemons run
+  DaemonMode mode = DaemonMode::kDedicated;
+  nlohmann::json config_template;  // daemon.nydusd_config, parsed
+  std::string cache_dir;     // blob cache work_dir filled into every config
+  std::string log_dir;       // nydusd logs go to <log_dir>/<id>/nydusd.log
+  DaemonLaunchSettings launch;
+  std::chrono::milliseconds start_timeout = kDaemonStartTimeout;
+};
+
+struct RafsMountRequest {
+  std::string snapshot_id;  // the meta layer's snapshot id: the instance key
+  std::string bootstrap;    // absolute path of its image.boot
+  std::string image_id;     // for records and logs (image ref or layer name)
+};
+
+class DaemonManager {
+ public:
+  // Creates the directories, asks the binary for its version, recovers the
+  // recorded daemons (see above) and starts the liveness monitor. Fails only
+  // on what makes the manager unusable (database, binary); a daemon that
+  // cannot be recovered is logged and left recorded (state DIED).
+  static Result<std::unique_ptr<DaemonManager>> open(DaemonManagerOptions options, MetaStore& store,
+                                                     DaemonLauncher& launcher, DaemonClientFactory& clients);
+  // Stops watching. Daemons keep running (KillMode=process semantics).
+  ~DaemonManager();
+  DaemonManager(const DaemonManager&) = delete;
+  DaemonManager& operator=(const DaemonManager&) = delete;
+
+  // Serves the RAFS instance of `request.snapshot_id` (idempotent) and
+  // returns its mountpoint. Starts a dedicated daemon, or attaches to the
+  // shared one, and waits until it serves (events: pidfd, socket, state).
+  // kNotReady when the instance's daemon is dead.
+  Result<std::string> mount(const RafsMountRequest& request);
+  // Tears the instance down: DELETE on the shared daemon, or stops the
+  // dedicated one (SIGTERM, reap, mountpoint gone). false: no such instance.
+  Result<bool> umount(const std::string& snapshot_id);
+
+  bool has_instance(const std::string& snapshot_id) const;
+  std::optional<InstanceRecord> instance(const std::string& snapshot_id) const;
+  std::vector<InstanceRecord> instances() const;  // by seq
+  std::shared_ptr<Daemon> daemon(const std::string& id) const;
+  std::vector<std::shared_ptr<Daemon>> daemons() const;
+  std::shared_ptr<Daemon> shared_daemon() const;
+
+  // The recovery hook (nullptr: log only, the reference's policy "none").
+  // Set before daemons can die, i.e. right after open().
+  void set_death_handler(DaemonDeathHandler* handler);
+
+  // Orderly shutdown. `cleanup`: unmount every instance and stop every
+  // daemon (cleanup_on_close). Otherwise only an idle shared daemon stops;
+  // every daemon serving an instance keeps running for the next snapshotter.
+  void close(bool cleanup);
+
+  const DaemonManagerOptions& options() const { return options_; }
+  const std::string& binary_version() const { return binary_version_; }
+
+  // --- building blocks for the recovery policies (failover work) ---
+  // Spawns the daemon's process from its record with the current settings
+  // (same id, api socket, mountpoint, config) and records the new pid.
+  Status spawn_daemon(Daemon& daemon, const std::optional<InstanceRecord>& dedicated_instance);
+  // Waits until the daemon reports RUNNING, reacting to its pidfd.
+  Status wait_until_running(Daemon& daemon);
+  // Starts watching the daemon (pidfd + a held API connection).
+  Status watch(Daemon& daemon);
+  // Writes the daemon's in-memory record (state, pid, version) to the store.
+  Status persist(Daemon& daemon);
+
+ private:
+  DaemonManager(DaemonManagerOptions options, MetaStore& store, DaemonLauncher& launcher,
+                DaemonClientFactory& clients);
+
+  class KeyedLocks;
+
+  Status recover();
+  Status recover_daemon(const DaemonRecord& record, const std::vector<InstanceRecord>& instances);
+  enum class Adoption { kLive, kDead };
+  Adoption try_adopt(Daemon& daemon);
+  Status restart(Daemon& daemon, const std::vector<InstanceRecord>& instances);
+  void reclaim_leftover(const DaemonRecord& record);
+
+  Result<std::string> mount_dedicated(const RafsMountRequest& request);
+  Result<std::string> mount_shared(const RafsMountRequest& request);
+  Result<std::shared_ptr<Daemon>> ensure_shared_daemon();
+  Result<std::shared_ptr<Daemon>> create_daemon(DaemonMode mode, const std::optional<RafsMountRequest>& request,
+                                                 const std::string& mountpoint);
+  void abort_start(Daemon& daemon);
+  void stop_process(Daemon& daemon);
+  void remove_daemon_files(const DaemonRecord& record, bool logs);
+  std::string instance_config_path(const Daemon& daemon, const std::string& snapshot_id) const;
+  std::string shared_mountpoint() const;
+
+  void on_liveness_event(const LivenessEvent& event);
+
+  DaemonManagerOptions options_;
+  MetaStore& store_;
+  DaemonLauncher& launcher_;
+  DaemonClientFactory& clients_;
+  std::string binary_version_;
+  std::unique_ptr<LivenessMonitor> monitor_;
+  std::unique_ptr<KeyedLocks> instance_locks_;
+  std::mutex shared_mu_;
+
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Daemon>> daemons_;  // by id; guarded by mu_
+  std::map<std::string, InstanceRecord> instances_;         // by snapshot id; guarded by mu_
+  std::string shared_daemon_id_;                            // guarded by mu_
+  DaemonDeathHandler* death_handler_ = nullptr;             // guarded by mu_
+  bool closed_ = false;                                     // guarded by mu_
+};
+
+// The last `max_bytes` of a log file (at a line start when possible), for
+// error messages. "" when unreadable.
+std::string log_tail(const std::string& path, size_t max_bytes = kLogTailBytes);
+
+// Waits until the daemon behind `client` reports RUNNING: reacts to the
+// pidfd (exit -> error with the log tail at once), to the API socket
+// appearing (inotify on its directory) and retries a refused or not yet
+// RUNNING daemon with a short back-off (1 ms doubling to 50 ms); `timeout`
+// only turns a hang into kTimeout. `pidfd` may be -1 (no process to watch).
+Result<DaemonInfo> wait_for_running(int pidfd, DaemonClient& client, const std::string& log_file,
+                                    std::chrono::milliseconds timeout);
+
+}  // namespace nydus::snapshotter

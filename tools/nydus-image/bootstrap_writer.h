@@ -1,0 +1,28 @@
+// Serializes an Image into a RAFS v6 bootstrap (§3-§11, §19): block 0 with
+// the superblock, extended superblock and device slots; the blob table; the
+// inodes with their xattrs, inline tails and chunk indexes; out-of-line
+// directory and symlink blocks; the chunk table.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "tools/nydus-image/tree.h"
+
+namespace nydus::builder {
+
+// mapped_blkaddr of each blob in a flat image that starts with a bootstrap
+// of `bootstrap_size` bytes (§5: 512 KiB aligned, in blob order).
+std::vector<uint32_t> flat_mapped_blkaddrs(uint64_t bootstrap_size, const std::vector<uint64_t>& blob_blocks);
+
+Result<std::vector<uint8_t>> write_bootstrap(const Image& img);
+
+// Writes the bytes to `path` through a temporary file and rename(), so a
+// failed build never leaves a truncated bootstrap behind and readers never
+// see a partial one. No fsync: like the blob, durability is left to the
+// caller (an fsync here would also flush the whole blob on ext4).
+Status write_file_atomic(const std::string& path, const std::vector<uint8_t>& bytes);
+
+}  // namespace nydus::builder

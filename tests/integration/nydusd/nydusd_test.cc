@@ -269,7 +269,7 @@ TEST_CASE("every endpoint over the socket: good and bad input", "[nydusd]") {
   CHECK(daemon->call("POST", "/api/v1/daemon").status == 400);              // wrong method
   CHECK(daemon->call("PUT", "/api/v1/daemon", "{oops").status == 400);      // malformed JSON
   CHECK(daemon->call("PUT", "/api/v1/daemon/start").status == 400);         // wrong state
-  CHECK(daemon->call("PUT", "/api/v1/daemon/fuse/sendfd").status == 501);
+  CHECK(daemon->call("PUT", "/api/v1/daemon/fuse/sendfd").status == 400);  // no --supervisor configured
   CHECK(daemon->call("PUT", "/api/v1/daemon/fuse/takeover").status == 400); // only from INIT
   CHECK(daemon->call("PUT", "/api/v1/daemon", R"({"log_level":"info"})").status == 204);
   CHECK(daemon->call("POST", "/api/v1/mount?mountpoint=/", R"({"source":"x","fs_type":"rafs","config":"{}"})")
@@ -353,7 +353,7 @@ TEST_CASE("upgrade mode waits in INIT with the API up and nothing mounted", "[ny
                                               "INIT");
   CHECK_FALSE(is_mountpoint((tmp / "mnt").string()));
   CHECK(daemon->call("PUT", "/api/v1/daemon/start").status == 400);
-  CHECK(daemon->call("PUT", "/api/v1/daemon/fuse/takeover").status == 501);
+  CHECK(daemon->call("PUT", "/api/v1/daemon/fuse/takeover").status == 400);  // no --supervisor to take over from
   CHECK(daemon->get_json("/api/v1/daemon")["state"] == "INIT");
   REQUIRE(daemon->process().kill(SIGTERM).ok());
   CHECK(daemon->wait_exit() == 0);

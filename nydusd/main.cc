@@ -1,6 +1,7 @@
-// nydusd: the data plane. Serves RAFS v6 images through FUSE; its control
-// API lets a supervisor mount images, stop it at a request boundary and, with
-// the failover work, hand its FUSE connection to a successor.
+// nydusd: the data plane. Serves RAFS v6 images through FUSE, or (`nydusd
+// singleton --fscache DIR`) to the kernel's EROFS over /dev/cachefiles; its
+// control API lets a supervisor mount or bind images, stop it at a request
+// boundary and hand its FUSE or cachefiles connection to a successor.
 //
 // Startup order (docs/reference-nydusd.md §1, §4.3):
 //   normal:   Mount (image into the VFS, kernel mount) -> Start -> API socket
@@ -91,6 +92,8 @@ int run(const nydus::daemon::CliOptions& cli) {
     return 1;
   }
   Daemon& d = **daemon;
+  // Errors logged from here on also feed GET /api/v1/daemon/events.
+  spdlog::default_logger()->sinks().push_back(nydus::daemon::ErrorEvents::make_sink(d.error_events()));
 
   std::unique_ptr<nydus::HttpServerThread> api;
   auto start_api = [&]() -> nydus::Status {
@@ -107,7 +110,9 @@ int run(const nydus::daemon::CliOptions& cli) {
 
   if (!cli.daemon.upgrade) {
     if (auto s = d.start_serving(); !s.ok()) {
-      spdlog::error("cannot start serving {}: {}", cli.daemon.mountpoint, s.error().message());
+      spdlog::error("cannot start serving {}: {}",
+                    d.singleton() ? "fscache dir " + cli.daemon.fscache.dir : cli.daemon.mountpoint,
+                    s.error().message());
       return 1;
     }
   }

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/log.h"
+#include "nydusd/fscache/blob_entry.h"
 
 namespace nydus::daemon {
 
@@ -87,6 +88,10 @@ HttpResponse set_log_level(const HttpRequest& request) {
   return no_content();
 }
 
+// The reference answers the mount API of a singleton daemon with 501, before
+// looking at the request.
+constexpr const char* kNoMountsInSingleton = "singleton (fscache) mode has no FUSE mounts: use /api/v2/blobs";
+
 HttpResponse unsupported(std::string what) {
   return error_response(Error(ErrorKind::kUnsupported, std::move(what)));
 }
@@ -124,16 +129,19 @@ Router build_api_router(Daemon& daemon) {
   });
 
   router.add("POST", "/api/v1/mount", [&d](const HttpRequest& r) {
+    if (d.singleton()) return unsupported(kNoMountsInSingleton);
     auto request = parse_mount_request(r);
     if (!request.ok()) return error_response(request.error());
     return status_response(d.mount(*request));
   });
   router.add("PUT", "/api/v1/mount", [&d](const HttpRequest& r) {
+    if (d.singleton()) return unsupported(kNoMountsInSingleton);
     auto request = parse_mount_request(r);
     if (!request.ok()) return error_response(request.error());
     return status_response(d.remount(*request));
   });
   router.add("DELETE", "/api/v1/mount", [&d](const HttpRequest& r) {
+    if (d.singleton()) return unsupported(kNoMountsInSingleton);
     if (auto s = require_no_body(r); !s.ok()) return error_response(s.error());
     auto mountpoint = require_query(r, "mountpoint");
     if (!mountpoint.ok()) return error_response(mountpoint.error());
@@ -180,13 +188,65 @@ Router build_api_router(Daemon& daemon) {
     json inflight = d.inflight();
     return inflight.empty() ? no_content() : json_response(200, inflight);
   });
+  router.add("GET", "/api/v1/metrics/files", [&d](const HttpRequest& r) {
+    auto latest = optional_query(r, "latest");
+    if (latest && *latest != "true" && *latest != "false") {
+      return error_response(make_error(ErrorKind::kInvalidArgument, "latest must be true or false"));
+    }
+    return json_or_error(d.file_metrics(optional_query(r, "id"), latest == "true"));
+  });
+  router.add("GET", "/api/v1/metrics/pattern", [&d](const HttpRequest& r) {
+    return json_or_error(d.access_patterns(optional_query(r, "id")));
+  });
+  router.add("GET", "/api/v1/daemon/events", [&d](const HttpRequest&) {
+    return json_response(200, d.error_events()->to_json());
+  });
+  router.add("GET", "/api/v1/config", [&d](const HttpRequest& r) {
+    auto id = require_query(r, "id");
+    if (!id.ok()) return error_response(id.error());
+    return json_or_error(d.hot_config(*id));
+  });
+  router.add("PUT", "/api/v1/config", [&d](const HttpRequest& r) {
+    auto id = require_query(r, "id");
+    if (!id.ok()) return error_response(id.error());
+    auto body = parse_json_body(r);
+    if (!body.ok()) return error_response(body.error());
+    return status_response(d.set_hot_config(*id, *body));
+  });
 
-  auto no_blobs = [](const HttpRequest&) {
-    return unsupported("/api/v2/blobs serves fscache (singleton) mode, not fuse mode");
-  };
-  router.add("GET", "/api/v2/blobs", no_blobs);
-  router.add("PUT", "/api/v2/blobs", no_blobs);
-  router.add("DELETE", "/api/v2/blobs", no_blobs);
+  // fscache (singleton mode). In fuse mode the daemon answers 501.
+  router.add("PUT", "/api/v2/blobs", [&d](const HttpRequest& r) {
+    if (r.body.empty()) {
+      return error_response(make_error(ErrorKind::kInvalidArgument, "PUT /api/v2/blobs needs a BlobCacheEntry body"));
+    }
+    if (!d.singleton()) return unsupported("/api/v2/blobs serves fscache (singleton) mode, not fuse mode");
+    auto entry = fscache::parse_blob_entry(r.body);
+    if (!entry.ok()) return error_response(entry.error());
+    return status_response(d.bind_blob(*entry));
+  });
+  router.add("DELETE", "/api/v2/blobs", [&d](const HttpRequest& r) {
+    if (auto s = require_no_body(r); !s.ok()) return error_response(s.error());
+    auto domain = optional_query(r, "domain_id");
+    auto blob = optional_query(r, "blob_id");
+    if (!domain && blob) {
+      // The reference's cull of a cache file (`inuse`/`cull` commands).
+      return unsupported("DELETE /api/v2/blobs?blob_id= (cull) is not implemented; name the domain_id");
+    }
+    if (!domain) {
+      return error_response(make_error(ErrorKind::kInvalidArgument, "query parameter \"domain_id\" is required"));
+    }
+    for (const auto* id : {&*domain, blob ? &*blob : nullptr}) {
+      if (!id) continue;
+      if (auto s = fscache::check_id("id", *id, false); !s.ok()) return error_response(s.error());
+    }
+    std::optional<std::string_view> blob_view;
+    if (blob) blob_view = *blob;
+    return status_response(d.unbind_blob(*domain, blob_view));
+  });
+  router.add("GET", "/api/v2/blobs", [&d](const HttpRequest& r) {
+    // The reference panics here (todo!()); this lists the bound entries.
+    return json_or_error(d.list_blobs(optional_query(r, "domain_id")));
+  });
   return router;
 }
 

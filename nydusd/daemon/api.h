@@ -21,7 +21,12 @@
 //   GET  /api/v1/metrics[?id=P], /metrics/backend, /metrics/blobcache
 //   GET  /api/v1/metrics/inflight        200 list, 204 when idle
 //   GET|PUT /api/v2/daemon
-//   /api/v2/blobs                        501 (fscache singleton mode only)
+//   PUT  /api/v2/blobs                   BlobCacheEntry -> bind (singleton mode): 204;
+//                                        400 bad body, 409 bound already, 501 fuse mode
+//   DELETE /api/v2/blobs?domain_id=D[&blob_id=B]   unbind: 204, 404 unknown;
+//                                        ?blob_id= alone (cull) 501
+//   GET  /api/v2/blobs[?domain_id=D]     {"blobs":[entry...]} (the reference panics)
+//   POST|PUT|DELETE /api/v1/mount        501 in singleton mode
 #pragma once
 
 #include "common/http.h"

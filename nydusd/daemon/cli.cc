@@ -37,6 +37,97 @@ std::string localfs_dir_config(const std::string& dir) {
   return config.dump();
 }
 
+// `nydusd singleton --fscache DIR ...` (the word already dropped; args reversed).
+CliOutcome parse_singleton_cli(std::vector<std::string> args, std::ostream& out, std::ostream& err) {
+  CLI::App app("nydusd singleton: serves RAFS v6 images to the kernel's EROFS over fscache "
+               "(/dev/cachefiles on-demand mode); images are bound with PUT /api/v2/blobs.",
+               "nydusd singleton");
+  app.footer("Usage: nydusd singleton --fscache DIR --apisock SOCK [OPTIONS]");
+  std::string log_level = "info", fscache_dir;
+  std::optional<std::string> apisock, config, id, supervisor, log_file, tag;
+  unsigned threads = fscache::kDefaultThreads;
+  bool upgrade = false, version = false;
+  uint64_t rlimit = kMaxNofile;
+  app.add_flag("-V,--version", version, "Print version information and exit");
+  auto* dir_opt = app.add_option("-F,--fscache", fscache_dir,
+                                 "cachefiles working directory (on a disk filesystem such as ext4)");
+  app.add_option("--fscache-tag", tag, "cachefiles tag of the cache")->needs(dir_opt);
+  app.add_option("--fscache-threads", threads, "Number of fscache worker threads")
+      ->check(CLI::Range(1u, fscache::kMaxThreads))
+      ->capture_default_str();
+  app.add_option("-A,--apisock", apisock, "Unix socket of the HTTP control API (mode 0600)");
+  app.add_option("-C,--config", config, "JSON file {\"blobs\":[BlobCacheEntry...]} bound at startup");
+  auto* id_opt = app.add_option("--id", id, "Daemon id (reported by the API; needs --supervisor)");
+  auto* sup_opt = app.add_option("--supervisor", supervisor,
+                                 "Supervisor socket for saving and restoring state (needs --id)");
+  id_opt->needs(sup_opt);
+  sup_opt->needs(id_opt);
+  app.add_flag("--upgrade", upgrade, "Start in upgrade mode: bind nothing and wait in INIT for a takeover");
+  app.add_option("-l,--log-level", log_level, "trace, debug, info, warn or error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "warning", "error"}))
+      ->capture_default_str();
+  app.add_option("-L,--log-file", log_file,
+                 "Log to this file instead of stderr (\".log\" is appended without an extension)");
+  app.add_option("--rlimit-nofile", rlimit, "Open file limit to set (0 leaves it unchanged)")->capture_default_str();
+  try {
+    app.parse(args);
+  } catch (const CLI::CallForHelp&) {
+    out << app.help();
+    return {std::nullopt, 0};
+  } catch (const CLI::ParseError& e) {
+    err << "nydusd: " << e.what() << "\n";
+    return {std::nullopt, 2};
+  }
+  if (version) {
+    out << version_text();
+    return {std::nullopt, 0};
+  }
+  auto fail = [&](const std::string& message) {
+    err << "nydusd: " << message << "\n";
+    return CliOutcome{std::nullopt, 1};
+  };
+  // A successor (--upgrade) adopts the session its predecessor bound; the
+  // dir then comes from the saved state.
+  if (fscache_dir.empty() && !upgrade) {
+    return fail("singleton mode needs --fscache DIR (a blob-cache-only singleton is not supported)");
+  }
+  if (upgrade && !apisock) return fail("--upgrade needs --apisock to receive the takeover");
+  CliOptions options;
+  options.apisock = apisock;
+  options.log_level = log_level;
+  options.rlimit_nofile = rlimit;
+  if (log_file) {
+    options.log_file = std::filesystem::path(*log_file).has_extension() ? *log_file : *log_file + ".log";
+  }
+  DaemonOptions& d = options.daemon;
+  d.mode = DaemonMode::kSingleton;
+  d.id = id;
+  d.supervisor = supervisor;
+  d.upgrade = upgrade;
+  d.fscache.dir = fscache_dir;
+  d.fscache.tag = tag.value_or("");
+  d.fscache.threads = threads;
+  if (config) {
+    std::ifstream in(*config, std::ios::binary);
+    if (!in) return fail(fmt::format("cannot read --config {}", *config));
+    std::string text(kMaxConfigFileSize + 1, '\0');
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<size_t>(in.gcount()));
+    if (text.size() > kMaxConfigFileSize) {
+      return fail(fmt::format("--config {} is larger than {} bytes", *config, kMaxConfigFileSize));
+    }
+    auto entries = fscache::parse_blob_entry_list(text);
+    if (!entries.ok()) return fail(fmt::format("--config {}: {}", *config, entries.error().message()));
+    for (const auto& e : *entries) {
+      if (auto st = fscache::check_blob_entry_paths(e); !st.ok()) {
+        return fail(fmt::format("--config {}: blob {}: {}", *config, e.id, st.error().message()));
+      }
+    }
+    d.fscache.preload = std::move(*entries);
+  }
+  return {std::move(options), 0};
+}
+
 }  // namespace
 
 CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
@@ -44,13 +135,19 @@ CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out, std::
   std::vector<std::string> args;
   for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
   if (!args.empty() && args.front() == "fuse") args.erase(args.begin());
+  if (!args.empty() && args.front() == "singleton") {
+    args.erase(args.begin());
+    std::reverse(args.begin(), args.end());  // CLI11 parses a reversed vector
+    return parse_singleton_cli(std::move(args), out, err);
+  }
   std::reverse(args.begin(), args.end());  // CLI11 parses a reversed vector
 
   CLI::App app("nydusd: serves RAFS v6 container images through FUSE, with takeover of the "
                "FUSE connection for crash failover and hot upgrade.",
                "nydusd");
   app.footer("Usage: nydusd [fuse] --mountpoint DIR [OPTIONS]\n"
-             "Only the fuse mode exists in this build; backends: localfs.");
+             "       nydusd singleton --fscache DIR --apisock SOCK [OPTIONS]  (see nydusd singleton --help)\n"
+             "Backends: localfs.");
 
   std::string mountpoint, failover = "resend", log_level = "info";
   std::optional<std::string> apisock, config, localfs_dir, bootstrap, prefetch_list, id,

@@ -5,6 +5,9 @@
 //          [--thread-num N] [--id ID --supervisor S] [--upgrade]
 //          [--failover-policy none|resend] [--log-level L] [--log-file F]
 //          [--rlimit-nofile N]
+//   nydusd singleton --fscache DIR [--fscache-tag T] [--fscache-threads N]
+//          [--apisock A] [--config {"blobs":[...]} FILE] [--id ID --supervisor S]
+//          [--upgrade] [--log-level L] [--log-file F] [--rlimit-nofile N]
 //   nydusd --version | --help
 //
 // Everything is checked here, before the daemon touches the kernel: a

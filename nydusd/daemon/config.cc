@@ -110,6 +110,18 @@ Result<std::string> check_cache_type(const std::string& type, const std::string&
   return make_error(ErrorKind::kInvalidArgument, "{}: unknown cache type \"{}\"", where, type);
 }
 
+// iostats_files / access_pattern / latest_read_files: the same three keys at
+// the top level of v1 and under "rafs" in v2.
+Status read_file_accounting(const Fields& fields, fuse::FileAccounting* out) {
+  NYDUS_ASSIGN_OR_RETURN(auto files, fields.boolean("iostats_files"));
+  NYDUS_ASSIGN_OR_RETURN(auto pattern, fields.boolean("access_pattern"));
+  NYDUS_ASSIGN_OR_RETURN(auto latest, fields.boolean("latest_read_files"));
+  out->files = files.value_or(false);
+  out->access_pattern = pattern.value_or(false);
+  out->latest_read_files = latest.value_or(false);
+  return ok_status();
+}
+
 Status check_mode(const std::string& mode, const std::string& where) {
   if (mode == "direct" || mode == "cached") return ok_status();
   return make_error(ErrorKind::kInvalidArgument, "{}: mode must be \"direct\" or \"cached\", not \"{}\"",
@@ -194,6 +206,7 @@ Result<FsConfig> parse_v1(const json& root) {
   out.storage.validate = validate.value_or(false);
   NYDUS_ASSIGN_OR_RETURN(auto xattr, top.boolean("enable_xattr"));
   out.enable_xattr = xattr.value_or(true);
+  NYDUS_TRY(read_file_accounting(top, &out.accounting));
   NYDUS_ASSIGN_OR_RETURN(auto entry_timeout, top.number("entry_timeout"));
   out.entry_timeout = entry_timeout.value_or(kDefaultEntryTimeoutSecs);
   NYDUS_TRY(check_timeout(out.entry_timeout, "entry_timeout"));
@@ -247,6 +260,7 @@ Result<FsConfig> parse_v2(const json& root) {
   out.storage.validate = validate.value_or(false) || cache_validate.value_or(false);
   NYDUS_ASSIGN_OR_RETURN(auto xattr, rafs.boolean("enable_xattr"));
   out.enable_xattr = xattr.value_or(true);
+  NYDUS_TRY(read_file_accounting(rafs, &out.accounting));
   NYDUS_ASSIGN_OR_RETURN(auto entry_timeout, rafs.number("entry_timeout"));
   out.entry_timeout = entry_timeout.value_or(kDefaultEntryTimeoutSecs);
   NYDUS_TRY(check_timeout(out.entry_timeout, "rafs.entry_timeout"));

@@ -7,11 +7,13 @@
 //                "cache":{"type":"blobcache","config":{"work_dir":W}}},
 //      "mode":"direct"|"cached", "digest_validate":bool, "enable_xattr":bool,
 //      "entry_timeout":s, "attr_timeout":s,
+//      "iostats_files":bool, "access_pattern":bool, "latest_read_files":bool,
 //      "fs_prefetch":{"enable":bool,"threads_count":n,"prefetch_all":bool,...}}
 //   v2:
 //     {"version":2, "id":.., "backend":{"type":"localfs","localfs":{"dir"|"blob_file"}},
 //      "cache":{"type":"blobcache","filecache":{"work_dir":W}},   ("blobcache" also read)
 //      "rafs":{"mode", "validate", "enable_xattr", "entry_timeout", "attr_timeout",
+//              "iostats_files", "access_pattern", "latest_read_files",
 //              "prefetch":{"enable","threads","prefetch_all","files":[abs paths]}}}
 //
 // Unknown keys are ignored, as the reference's serde does; a known key of the
@@ -27,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/result.h"
+#include "nydusd/fuse/fs_metrics.h"
 #include "nydusd/storage/storage.h"
 
 namespace nydus::daemon {
@@ -44,6 +47,7 @@ struct FsConfig {
   double entry_timeout = kDefaultEntryTimeoutSecs;
   double attr_timeout = kDefaultAttrTimeoutSecs;
   std::vector<std::string> prefetch_files;  // v2 rafs.prefetch.files
+  fuse::FileAccounting accounting;          // per-file metrics switches
   // The config as parsed, with secrets blanked, for GET /api/v1/daemon.
   nlohmann::json redacted;
 };

@@ -1,5 +1,7 @@
 #include "nydusd/daemon/daemon.h"
 
+#include <algorithm>
+
 #include <fcntl.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -7,8 +9,10 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include <cstdlib>
 #include <deque>
 #include <filesystem>
+#include <thread>
 #include <unordered_set>
 
 #include <fmt/chrono.h>
@@ -83,6 +87,43 @@ std::vector<uint64_t> resolve_paths(const rafs::Bootstrap& bootstrap,
   return nids;
 }
 
+// The fscache read-delay test hook (kFscacheReadDelayEnv): a data blob whose
+// every READ first sleeps, so tests can act while READs are in flight.
+class DelayedSource final : public fscache::ObjectSource {
+ public:
+  DelayedSource(std::shared_ptr<fscache::ObjectSource> inner, std::chrono::milliseconds delay)
+      : inner_(std::move(inner)), delay_(delay) {}
+  uint64_t size() const override { return inner_->size(); }
+  Status read(uint64_t offset, std::span<uint8_t> out) override {
+    std::this_thread::sleep_for(delay_);
+    return inner_->read(offset, out);
+  }
+  std::string describe() const override { return inner_->describe() + " (test read delay)"; }
+
+ private:
+  std::shared_ptr<fscache::ObjectSource> inner_;
+  std::chrono::milliseconds delay_;
+};
+
+fscache::DataBlobFactory data_blob_factory() {
+  fscache::DataBlobFactory factory = fscache::default_data_blob_factory();
+  const char* env = std::getenv(kFscacheReadDelayEnv);
+  if (!env || !*env) return factory;
+  char* end = nullptr;
+  unsigned long ms = std::strtoul(env, &end, 10);
+  if (*end != '\0' || ms == 0 || ms > 60000) {
+    spdlog::warn("ignoring {}={}: not a delay in 1..60000 ms", kFscacheReadDelayEnv, env);
+    return factory;
+  }
+  spdlog::warn("TEST HOOK: every fscache data READ is delayed by {} ms ({})", ms, kFscacheReadDelayEnv);
+  return [inner = std::move(factory), delay = std::chrono::milliseconds(ms)](
+             const fscache::BlobEntry& e, std::shared_ptr<const rafs::Bootstrap> b,
+             const rafs::BlobInfo& bi) -> Result<std::shared_ptr<fscache::ObjectSource>> {
+    NYDUS_ASSIGN_OR_RETURN(auto src, inner(e, std::move(b), bi));
+    return std::shared_ptr<fscache::ObjectSource>(std::make_shared<DelayedSource>(std::move(src), delay));
+  };
+}
+
 std::string format_time(std::chrono::system_clock::time_point tp) {
   return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::chrono::system_clock::to_time_t(tp)));
 }
@@ -102,6 +143,10 @@ Daemon::~Daemon() {
   // Stop serving without unmounting: whoever wanted the mount gone said so
   // through shutdown().
   if (session_) session_->stop();
+  // Workers first, then the service (and its anon fds), then the registry
+  // the workers read.
+  if (fscache_) fscache_->stop();
+  fscache_.reset();
 }
 
 Result<std::unique_ptr<Daemon>> Daemon::create(DaemonOptions options) {
@@ -110,6 +155,13 @@ Result<std::unique_ptr<Daemon>> Daemon::create(DaemonOptions options) {
   if (efd < 0) return Error::from_errno(errno, "eventfd");
   daemon->exit_fd_.reset(efd);
   daemon->vfs_ = std::make_unique<fuse::Vfs>();
+  if (daemon->singleton()) {
+    daemon->registry_ = std::make_unique<fscache::BlobRegistry>(data_blob_factory());
+    daemon->fscache_dir_ = daemon->options_.fscache.dir;
+    daemon->fscache_tag_ = daemon->options_.fscache.tag;
+    daemon->fscache_threads_ = daemon->options_.fscache.threads;
+    return daemon;
+  }
   fuse::FuseSessionOptions session_options;
   session_options.mountpoint = daemon->options_.mountpoint;
   session_options.threads = daemon->options_.threads;
@@ -133,6 +185,7 @@ void Daemon::request_exit(ExitReason reason) {
 }
 
 std::optional<fuse::FuseInitState> Daemon::fuse_init_state() const {
+  if (!session_) return std::nullopt;
   return session_->init_state();
 }
 
@@ -161,6 +214,25 @@ Status Daemon::fire_locked(DaemonEvent event) {
 }
 
 Status Daemon::run_action_locked(DaemonAction action) {
+  if (singleton()) {
+    switch (action) {
+      case DaemonAction::kNone:
+        return ok_status();
+      case DaemonAction::kMount:
+        return fscache_mount_locked();
+      case DaemonAction::kRestore:
+        return action_restore_locked();
+      case DaemonAction::kStartService:
+        return fscache_start_locked();
+      case DaemonAction::kStopService:
+      case DaemonAction::kUmount:
+        // Between requests; the device stays open (and bound) until the
+        // process ends, and the supervisor's dup keeps the mounts alive.
+        if (fscache_) fscache_->stop();
+        return ok_status();
+    }
+    return make_error(ErrorKind::kInternal, "unknown action");
+  }
   switch (action) {
     case DaemonAction::kNone:
       return ok_status();
@@ -284,7 +356,7 @@ Result<std::shared_ptr<fuse::RafsMount>> Daemon::build_mount(const MountRequest&
   mount->options.entry_timeout = config->entry_timeout;
   mount->options.attr_timeout = config->attr_timeout;
   mount->options.enable_xattr = config->enable_xattr;
-  mount->stats = std::make_shared<fuse::FsIoStats>(path);
+  mount->stats = std::make_shared<fuse::FsIoStats>(path, config->accounting);
 
   // Prefetch: listed files (request, then config), else the image's own
   // prefetch table when prefetch is enabled.
@@ -308,6 +380,9 @@ Result<std::shared_ptr<fuse::RafsMount>> Daemon::build_mount(const MountRequest&
 }
 
 Status Daemon::mount(const MountRequest& request) {
+  if (singleton()) {
+    return make_error(ErrorKind::kUnsupported, "singleton (fscache) mode has no FUSE mounts: use /api/v2/blobs");
+  }
   std::lock_guard lock(mu_);
   if (state_.load() == DaemonState::kStopped) {
     return make_error(ErrorKind::kFailedPrecondition, "the daemon is stopped");
@@ -331,6 +406,9 @@ Status Daemon::mount(const MountRequest& request) {
 }
 
 Status Daemon::remount(const MountRequest& request) {
+  if (singleton()) {
+    return make_error(ErrorKind::kUnsupported, "singleton (fscache) mode has no FUSE mounts: use /api/v2/blobs");
+  }
   std::lock_guard lock(mu_);
   NYDUS_ASSIGN_OR_RETURN(std::string path, fuse::normalize_vfs_path(request.mountpoint));
   auto existing = vfs_->find_mount(path);
@@ -355,7 +433,7 @@ Status Daemon::remount(const MountRequest& request) {
 }
 
 void Daemon::invalidate_locked(const fuse::Vfs::MountEntry& entry) {
-  if (!session_->running()) return;
+  if (!session_ || !session_->running()) return;
   size_t inodes = 0, entries = 0;
   vfs_->walk_for_invalidation(
       entry,
@@ -371,6 +449,9 @@ void Daemon::invalidate_locked(const fuse::Vfs::MountEntry& entry) {
 }
 
 Status Daemon::umount(std::string_view mountpoint) {
+  if (singleton()) {
+    return make_error(ErrorKind::kUnsupported, "singleton (fscache) mode has no FUSE mounts: use /api/v2/blobs");
+  }
   std::lock_guard lock(mu_);
   NYDUS_ASSIGN_OR_RETURN(std::string path, fuse::normalize_vfs_path(mountpoint));
   auto entry = vfs_->find_mount(path);
@@ -378,6 +459,11 @@ Status Daemon::umount(std::string_view mountpoint) {
   invalidate_locked(*entry);
   NYDUS_ASSIGN_OR_RETURN(auto removed, vfs_->umount(path));
   if (removed.mount->store) removed.mount->store->stop_prefetch();
+  // The empty pseudo directories went with it: drop the kernel's entries
+  // for them, or a cached lookup would keep showing the path.
+  if (session_->running()) {
+    for (const auto& [parent, name] : removed.removed_dirs) (void)session_->notify_inval_entry(parent, name);
+  }
   records_.erase(path);
   spdlog::info("unmounted image at {}", path);
   resave_after_mount_change_locked();
@@ -397,6 +483,7 @@ Status Daemon::save_locked() {
     return make_error(ErrorKind::kFailedPrecondition,
                       "no supervisor is configured (start nydusd with --supervisor and --id)");
   }
+  if (singleton()) return save_singleton_locked();
   auto init = session_->init_state();
   if (!session_->attached() || !init) {
     return make_error(ErrorKind::kNotReady, "FUSE INIT has not completed yet: nothing to save");
@@ -440,7 +527,8 @@ Status Daemon::save_locked() {
 }
 
 void Daemon::resave_after_mount_change_locked() {
-  if (!options_.supervisor || !session_->attached() || !session_->init_state()) return;
+  if (!options_.supervisor) return;
+  if (singleton() ? !fscache_ : (!session_->attached() || !session_->init_state())) return;
   if (auto status = save_locked(); !status.ok()) {
     spdlog::warn("saving the state after a mount change failed (the change stands): {}",
                  status.error().message());
@@ -452,6 +540,7 @@ Status Daemon::action_restore_locked() {
     return make_error(ErrorKind::kFailedPrecondition,
                       "takeover needs a supervisor (start nydusd with --supervisor and --id)");
   }
+  if (singleton()) return fscache_restore_locked();
   if (session_->attached()) {
     return make_error(ErrorKind::kFailedPrecondition, "a FUSE connection is already attached");
   }
@@ -469,6 +558,10 @@ Status Daemon::action_restore_locked() {
     spdlog::warn("the supervisor sent {} fds; using the first", message->fds.size());
   }
   NYDUS_ASSIGN_OR_RETURN(SavedState state, decode_state(message->bytes));
+  if (state.mode != "fuse") {
+    return make_error(ErrorKind::kFailedPrecondition,
+                      "the saved state is of a {} mode daemon; this one serves FUSE", state.mode);
+  }
   spdlog::info("restoring state format {}.{} written by {} (id {}, {} mounts, protocol 7.{}, "
                "max_write {}, kernel resend {})",
                state.format_major, state.format_minor, state.writer_version, state.daemon_id,
@@ -564,6 +657,190 @@ Status Daemon::action_start_locked() {
 }
 
 // ---------------------------------------------------------------------------
+// Singleton (fscache) mode
+
+Status Daemon::fscache_mount_locked() {
+  if (fscache_) return make_error(ErrorKind::kFailedPrecondition, "the fscache session is already bound");
+  if (fscache_dir_.empty()) {
+    return make_error(ErrorKind::kInvalidArgument, "singleton mode needs --fscache DIR to bind a cache");
+  }
+  // Entries first: a bad --config fails startup before the kernel is touched.
+  // An entry bound already (through the API while in INIT) is kept.
+  for (const auto& e : options_.fscache.preload) {
+    if (Status st = registry_->bind(e); !st.ok() && st.error().kind() != ErrorKind::kAlreadyExists) {
+      return std::move(st).error().wrap(fmt::format("--config blob {} (domain \"{}\")", e.id, e.domain_id));
+    }
+  }
+  NYDUS_ASSIGN_OR_RETURN(auto device, fscache::CachefilesDevice::open_and_bind(fscache_dir_, fscache_tag_));
+  NYDUS_ASSIGN_OR_RETURN(fscache_, fscache::FscacheService::create(std::move(device), registry_.get(),
+                                                                   fscache_threads_));
+  std::error_code ec;
+  if (auto canonical = std::filesystem::canonical(fscache_dir_, ec); !ec) fscache_dir_ = canonical.string();
+  spdlog::info("fscache: bound the cachefiles cache in {} (tag \"{}\") with {} preloaded bootstrap(s)",
+               fscache_dir_, fscache_tag_, registry_->bootstrap_count());
+  return ok_status();
+}
+
+Status Daemon::fscache_restore_locked() {
+  if (fscache_) return make_error(ErrorKind::kFailedPrecondition, "an fscache session is already attached");
+  auto started = std::chrono::steady_clock::now();
+  auto message = connect_and_receive_message(*options_.supervisor, kSupervisorReceiveTimeout, kMaxStateBytes, 16);
+  if (!message.ok()) return std::move(message).error().wrap("receive the state from " + *options_.supervisor);
+  if (message->fds.empty()) {
+    return make_error(ErrorKind::kCorrupt, "the supervisor sent {} bytes of state but no /dev/cachefiles fd",
+                      message->bytes.size());
+  }
+  if (message->fds.size() > 1) spdlog::warn("the supervisor sent {} fds; using the first", message->fds.size());
+  NYDUS_ASSIGN_OR_RETURN(SavedState state, decode_state(message->bytes));
+  if (state.mode != "singleton") {
+    return make_error(ErrorKind::kFailedPrecondition,
+                      "the saved state is of a {} mode daemon; this one is singleton (fscache)", state.mode);
+  }
+  spdlog::info("restoring fscache state format {}.{} written by {} (id {}, dir {}, {} blob entries)",
+               state.format_major, state.format_minor, state.writer_version, state.daemon_id,
+               state.fscache.cache_dir, state.fscache.blobs.size());
+  if (options_.id && !state.daemon_id.empty() && state.daemon_id != *options_.id) {
+    spdlog::warn("the saved state belongs to daemon {}, this is {}", state.daemon_id, *options_.id);
+  }
+  if (!options_.fscache.dir.empty() && !state.fscache.cache_dir.empty()) {
+    std::error_code ec;
+    if (std::filesystem::canonical(options_.fscache.dir, ec).string() != state.fscache.cache_dir) {
+      spdlog::warn("--fscache {} differs from the adopted session's dir {}; serving the adopted one",
+                   options_.fscache.dir, state.fscache.cache_dir);
+    }
+  }
+  // Every saved entry must be served again: the kernel re-OPENs what it had
+  // open and a refused re-OPEN is retried by it at once, forever, while the
+  // readers wait (facts §4.2). So a failed entry fails the takeover (the
+  // state stays INIT, the supervisor keeps the fd: retryable), and nothing
+  // bound here is kept.
+  std::vector<std::pair<std::string, std::string>> bound;
+  auto undo = [&] {
+    for (auto it = bound.rbegin(); it != bound.rend(); ++it) (void)registry_->unbind(it->first, it->second);
+  };
+  for (const auto& saved : state.fscache.blobs) {
+    auto parsed = nlohmann::json::parse(saved.json, nullptr, false);
+    auto entry = parsed.is_discarded()
+                     ? Result<fscache::BlobEntry>(make_error(ErrorKind::kCorrupt, "not JSON"))
+                     : fscache::blob_entry_from_json(parsed);
+    Status st = entry.ok() ? registry_->bind(*entry) : Status(entry.error());
+    if (st.ok()) {
+      bound.emplace_back(entry->domain_id, entry->id);
+    } else if (st.error().kind() != ErrorKind::kAlreadyExists) {
+      undo();
+      return std::move(st).error().wrap(
+          fmt::format("restore fscache blob {} of domain \"{}\"", saved.blob_id, saved.domain_id));
+    }
+  }
+  // The successor's own --config entries too (usually the same ones).
+  for (const auto& e : options_.fscache.preload) {
+    if (Status st = registry_->bind(e); st.ok()) {
+      bound.emplace_back(e.domain_id, e.id);
+    } else if (st.error().kind() != ErrorKind::kAlreadyExists) {
+      undo();
+      return std::move(st).error().wrap(fmt::format("--config blob {} (domain \"{}\")", e.id, e.domain_id));
+    }
+  }
+  auto device = fscache::CachefilesDevice::adopt(std::move(message->fds.front()));
+  if (!device.ok()) {
+    undo();
+    return std::move(device).error().wrap("adopt the /dev/cachefiles fd");
+  }
+  const unsigned threads = options_.fscache.dir.empty() && state.fscache.threads >= 1 &&
+                                   state.fscache.threads <= fscache::kMaxThreads
+                               ? state.fscache.threads
+                               : options_.fscache.threads;
+  auto service = fscache::FscacheService::create(std::move(*device), registry_.get(), threads);
+  if (!service.ok()) {
+    undo();
+    return std::move(service).error();
+  }
+  fscache_ = std::move(*service);
+  fscache_dir_ = state.fscache.cache_dir;
+  fscache_tag_ = state.fscache.tag;
+  fscache_threads_ = threads;
+  restore_pending_ = true;
+  takeovers_.fetch_add(1);
+  auto elapsed =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  last_restore_duration_ms_ = elapsed.count();
+  spdlog::info("took over the cachefiles session of {} with {} bootstrap(s) in {} ms; `restore` is written at Start",
+               fscache_dir_, registry_->bootstrap_count(), elapsed.count());
+  return ok_status();
+}
+
+Status Daemon::fscache_start_locked() {
+  if (!fscache_) return make_error(ErrorKind::kFailedPrecondition, "no fscache session to serve");
+  if (restore_pending_) {
+    // The predecessor has exited by now (failover: it died; hot upgrade: the
+    // supervisor starts us only after it exited), so its anon fds are closed:
+    // `restore` makes the kernel deliver again what it had read and never
+    // completed, and re-OPEN its objects to us (facts §4, §7.4).
+    NYDUS_TRY(fscache_->restore());
+    spdlog::info("fscache: wrote `restore`: requests the predecessor held are delivered again");
+  }
+  NYDUS_TRY(fscache_->start());
+  restore_pending_ = false;
+  // The supervisor must hold a reference to the device from now on (facts
+  // §7.1); a failure is logged: serving matters more than the copy.
+  if (options_.supervisor) {
+    if (auto st = save_singleton_locked(); !st.ok()) {
+      spdlog::warn("saving the fscache state to the supervisor failed (serving anyway): {}", st.error().message());
+    }
+  }
+  return ok_status();
+}
+
+Status Daemon::save_singleton_locked() {
+  if (!fscache_) return make_error(ErrorKind::kNotReady, "the fscache session is not bound yet: nothing to save");
+  SavedState state;
+  state.mode = "singleton";
+  state.writer_version = fmt::format("{} ({})", build_info().package_ver, build_info().git_commit);
+  state.daemon_id = options_.id.value_or("");
+  state.fscache.cache_dir = fscache_dir_;
+  state.fscache.tag = fscache_tag_;
+  state.fscache.threads = fscache_threads_;
+  for (const auto& e : registry_->list()) state.fscache.blobs.push_back({e.domain_id, e.id, e.json.dump()});
+  std::vector<uint8_t> bytes = encode_state(state);
+  NYDUS_ASSIGN_OR_RETURN(UniqueFd dup, fscache_->device().dup_fd());
+  int fds[] = {dup.get()};
+  auto status = connect_and_send_message(*options_.supervisor, bytes, fds, kSupervisorSendTimeout);
+  if (!status.ok()) return std::move(status).error().wrap("save to supervisor " + *options_.supervisor);
+  saves_.fetch_add(1);
+  spdlog::info("saved fscache state ({} bytes, {} blob entries) and the /dev/cachefiles fd to {}", bytes.size(),
+               state.fscache.blobs.size(), *options_.supervisor);
+  return ok_status();
+}
+
+Status Daemon::bind_blob(const fscache::BlobEntry& entry) {
+  if (!singleton()) return make_error(ErrorKind::kUnsupported, "/api/v2/blobs serves singleton (fscache) mode only");
+  if (state_.load() == DaemonState::kStopped) return make_error(ErrorKind::kFailedPrecondition, "the daemon is stopped");
+  // The registry does the I/O under its own lock; mu_ is only for the save.
+  NYDUS_TRY(registry_->bind(entry));
+  spdlog::info("fscache: bound bootstrap {} in domain {}", entry.id, entry.effective_domain());
+  std::lock_guard lock(mu_);
+  resave_after_mount_change_locked();
+  return ok_status();
+}
+
+Status Daemon::unbind_blob(std::string_view domain_id, std::optional<std::string_view> blob_id) {
+  if (!singleton()) return make_error(ErrorKind::kUnsupported, "/api/v2/blobs serves singleton (fscache) mode only");
+  NYDUS_TRY(registry_->unbind(domain_id, blob_id));
+  spdlog::info("fscache: unbound {} of domain {}", blob_id ? std::string(*blob_id) : "everything", domain_id);
+  std::lock_guard lock(mu_);
+  resave_after_mount_change_locked();
+  return ok_status();
+}
+
+Result<nlohmann::json> Daemon::list_blobs(const std::optional<std::string>& domain_id) const {
+  if (!singleton()) return make_error(ErrorKind::kUnsupported, "/api/v2/blobs serves singleton (fscache) mode only");
+  auto entries = domain_id ? registry_->list(*domain_id) : registry_->list();
+  nlohmann::json blobs = nlohmann::json::array();
+  for (const auto& e : entries) blobs.push_back(e.json);
+  return nlohmann::json{{"blobs", std::move(blobs)}};
+}
+
+// ---------------------------------------------------------------------------
 // Reporting
 
 nlohmann::json Daemon::info(bool v2) const {
@@ -577,8 +854,23 @@ nlohmann::json Daemon::info(bool v2) const {
   info["takeovers"] = takeovers_.load();
   int64_t restore_ms = last_restore_duration_ms_.load();
   info["last_restore_duration_ms"] = restore_ms < 0 ? nlohmann::json(nullptr) : nlohmann::json(restore_ms);
-  info["requests_resent"] = session_->resent_requests() - resent_at_takeover_base_.load();
   info["saves"] = saves_.load();
+  if (singleton()) {
+    info["mode"] = "singleton";
+    std::lock_guard lock(mu_);
+    info["fscache"] = {{"dir", fscache_dir_},
+                       {"tag", fscache_tag_},
+                       {"threads", fscache_threads_},
+                       {"bootstraps", registry_->bootstrap_count()},
+                       {"data_blobs", registry_->data_blob_count()},
+                       {"objects", fscache_ ? fscache_->handler().object_count() : 0},
+                       {"metrics", fscache_ ? fscache::metrics_json(fscache_->handler().metrics())
+                                            : nlohmann::json(nullptr)}};
+    info["backend_collection"] = v2 ? nlohmann::json(nullptr) : nlohmann::json::object();
+    return info;
+  }
+  info["mode"] = "fuse";
+  info["requests_resent"] = session_->resent_requests() - resent_at_takeover_base_.load();
   if (v2) {
     info["backend_collection"] = nullptr;
     return info;
@@ -655,6 +947,61 @@ Result<nlohmann::json> Daemon::blobcache_metrics(const std::optional<std::string
                         {"prefetch_workers", workers}};
 }
 
-nlohmann::json Daemon::inflight() const { return session_->inflight(); }
+Result<nlohmann::json> Daemon::file_metrics(const std::optional<std::string>& id, bool latest) const {
+  NYDUS_ASSIGN_OR_RETURN(auto entry, find_entry(id));
+  auto files = entry.mount->stats->files_json(latest);
+  if (!files) {
+    return make_error(ErrorKind::kFailedPrecondition, "{} is off for {}: enable it in the mount's config",
+                      latest ? "latest_read_files" : "iostats_files", entry.mount->mountpoint);
+  }
+  return *files;
+}
+
+Result<nlohmann::json> Daemon::access_patterns(const std::optional<std::string>& id) const {
+  NYDUS_ASSIGN_OR_RETURN(auto entry, find_entry(id));
+  auto pattern = entry.mount->stats->pattern_json();
+  if (!pattern) {
+    return make_error(ErrorKind::kFailedPrecondition,
+                      "access_pattern is off for {}: enable it in the mount's config", entry.mount->mountpoint);
+  }
+  return *pattern;
+}
+
+namespace {
+constexpr const char* kHotConfigKeys[] = {"registry_auth", "proxy_url", "dragonfly_scheduler_endpoint"};
+}  // namespace
+
+Result<nlohmann::json> Daemon::hot_config(const std::string& id) const {
+  NYDUS_ASSIGN_OR_RETURN(auto entry, find_entry(id));
+  std::lock_guard lock(mu_);
+  nlohmann::json out = nlohmann::json::object();
+  if (auto it = hot_config_.find(entry.mount->mountpoint); it != hot_config_.end()) {
+    for (const auto& [key, value] : it->second) out[key] = value;
+  }
+  return out;
+}
+
+Status Daemon::set_hot_config(const std::string& id, const nlohmann::json& body) {
+  if (!body.is_object() || body.empty()) {
+    return make_error(ErrorKind::kInvalidArgument, "config body must be a non-empty JSON object");
+  }
+  for (const auto& [key, value] : body.items()) {
+    if (std::find(std::begin(kHotConfigKeys), std::end(kHotConfigKeys), key) == std::end(kHotConfigKeys)) {
+      return make_error(ErrorKind::kInvalidArgument,
+                        "\"{}\" is not hot-reloadable (registry_auth, proxy_url, dragonfly_scheduler_endpoint)",
+                        key);
+    }
+    if (!value.is_string()) return make_error(ErrorKind::kInvalidArgument, "\"{}\" must be a string", key);
+  }
+  NYDUS_ASSIGN_OR_RETURN(auto entry, find_entry(id));
+  std::lock_guard lock(mu_);
+  auto& keys = hot_config_[entry.mount->mountpoint];
+  for (const auto& [key, value] : body.items()) keys[key] = value.get<std::string>();
+  return ok_status();
+}
+
+nlohmann::json Daemon::inflight() const {
+  return session_ ? session_->inflight() : nlohmann::json::array();
+}
 
 }  // namespace nydus::daemon

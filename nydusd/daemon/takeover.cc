@@ -8,13 +8,73 @@ namespace nydus::daemon {
 
 namespace pb = nydus::state::v1;
 
+namespace {
+
+// The singleton (fscache) part of decode_state; format checks are done.
+Result<SavedState> decode_singleton(const pb::DaemonState& msg) {
+  if (msg.format_minor() >= 1 && !msg.has_mount_count()) {
+    return make_error(ErrorKind::kCorrupt, "the saved fscache state is incomplete: truncated");
+  }
+  if (!msg.has_fscache()) {
+    return make_error(ErrorKind::kCorrupt, "the saved state is of mode singleton but has no fscache section");
+  }
+  if (msg.mounts_size() != 0 || msg.mount_count() != 0) {
+    return make_error(ErrorKind::kCorrupt, "the saved fscache state lists {} FUSE mounts", msg.mounts_size());
+  }
+  SavedState state;
+  state.mode = "singleton";
+  state.format_major = msg.format_major();
+  state.format_minor = msg.format_minor();
+  state.writer_version = msg.writer_version();
+  state.daemon_id = msg.daemon_id();
+  const auto& f = msg.fscache();
+  state.fscache.cache_dir = f.cache_dir();
+  state.fscache.tag = f.tag();
+  state.fscache.threads = f.threads();
+  std::set<std::pair<std::string, std::string>> seen;
+  for (const auto& b : f.blobs()) {
+    if (b.blob_id().empty() || b.json().empty()) {
+      return make_error(ErrorKind::kCorrupt, "a saved fscache blob has no id or no JSON (domain \"{}\")",
+                        b.domain_id());
+    }
+    if (!seen.emplace(b.domain_id(), b.blob_id()).second) {
+      return make_error(ErrorKind::kCorrupt, "saved fscache blob {} of domain \"{}\" is listed twice", b.blob_id(),
+                        b.domain_id());
+    }
+    state.fscache.blobs.push_back({b.domain_id(), b.blob_id(), b.json()});
+  }
+  return state;
+}
+
+}  // namespace
+
 std::vector<uint8_t> encode_state(const SavedState& state) {
   pb::DaemonState msg;
   msg.set_format_major(state.format_major);
   msg.set_format_minor(state.format_minor);
   msg.set_writer_version(state.writer_version);
   msg.set_daemon_id(state.daemon_id);
-  msg.set_mode("fuse");
+  msg.set_mode(state.mode);
+  if (state.mode == "singleton") {
+    auto* fsc = msg.mutable_fscache();
+    fsc->set_cache_dir(state.fscache.cache_dir);
+    fsc->set_tag(state.fscache.tag);
+    fsc->set_threads(state.fscache.threads);
+    for (const auto& b : state.fscache.blobs) {
+      auto* out = fsc->add_blobs();
+      out->set_domain_id(b.domain_id);
+      out->set_blob_id(b.blob_id);
+      out->set_json(b.json);
+    }
+    msg.set_thread_num(state.fscache.threads);
+    // Written last (highest field number): its presence proves the message
+    // is whole. The fscache section is one length-delimited field, so it is
+    // either complete or missing.
+    msg.set_mount_count(0);
+    std::string bytes;
+    msg.SerializeToString(&bytes);
+    return {bytes.begin(), bytes.end()};
+  }
   msg.set_mountpoint(state.mountpoint);
   auto* f = msg.mutable_fuse();
   f->set_protocol_major(state.fuse.proto_major);
@@ -71,10 +131,10 @@ Result<SavedState> decode_state(std::span<const uint8_t> bytes) {
                       msg.format_major(), msg.format_minor(), msg.writer_version(),
                       kStateFormatMajor);
   }
-  if (!msg.mode().empty() && msg.mode() != "fuse") {
-    return make_error(ErrorKind::kUnsupported, "the saved state is of mode \"{}\", not fuse",
-                      msg.mode());
+  if (!msg.mode().empty() && msg.mode() != "fuse" && msg.mode() != "singleton") {
+    return make_error(ErrorKind::kUnsupported, "the saved state is of unknown mode \"{}\"", msg.mode());
   }
+  if (msg.mode() == "singleton") return decode_singleton(msg);
   const auto& f = msg.fuse();
   if (!msg.has_fuse() || f.protocol_major() != 7 || f.protocol_minor() == 0 || f.max_write() == 0) {
     return make_error(ErrorKind::kCorrupt,

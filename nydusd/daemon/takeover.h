@@ -55,8 +55,29 @@ struct SavedMount {
   std::vector<std::string> prefetch_files;
 };
 
+// One fscache blob entry of the saved state (a bound bootstrap; its data
+// blobs follow from its blob table).
+struct SavedBlob {
+  std::string domain_id;         // as given (may be empty)
+  std::string blob_id;
+  std::string json;              // the whole BlobCacheEntry as JSON
+};
+
+// fscache (singleton) mode: the cachefiles session a successor adopts.
+struct SavedFscache {
+  std::string cache_dir;         // the bound --fscache dir (canonical)
+  std::string tag;
+  uint32_t threads = 0;
+  std::vector<SavedBlob> blobs;  // bind order
+};
+
 // The daemon state in our own types (the protobuf stays inside takeover.cc).
+// mode "fuse": `fuse`, `mounts`, the pseudo tree and the FUSE fields are set
+// and the fd is /dev/fuse; mode "singleton": only `fscache` is, and the fd is
+// /dev/cachefiles.
 struct SavedState {
+  std::string mode = "fuse";     // "fuse" or "singleton"
+  SavedFscache fscache;          // mode singleton
   uint32_t format_major = kStateFormatMajor;
   uint32_t format_minor = kStateFormatMinor;
   std::string writer_version;
@@ -81,8 +102,9 @@ std::vector<uint8_t> encode_state(const SavedState& state);
 
 // Parses and validates a received state. Errors (all kCorrupt unless said):
 // empty or unparsable bytes (truncated/corrupted), format_major 0 or missing,
-// kUnsupported for a format_major above ours, no FUSE negotiation (protocol
-// major 7 and minor, max_write), a mount with index 0, a repeated index or
+// kUnsupported for a format_major above ours or an unknown mode; mode fuse:
+// no FUSE negotiation (protocol major 7 and minor, max_write); mode
+// singleton: no fscache section, a blob without id or JSON, or mounts; a mount with index 0, a repeated index or
 // mountpoint, or an empty bootstrap; for minor >= 1 a missing or wrong
 // mount_count (the message was cut at a field boundary).
 Result<SavedState> decode_state(std::span<const uint8_t> bytes);

@@ -23,6 +23,7 @@ nlohmann::json metrics_json(const HandlerMetrics& m) {
           {"opens_refused", m.opens_refused.load()},
           {"copen_failures", m.copen_failures.load()},
           {"reads", m.reads.load()},
+          {"reads_in_flight", m.reads_in_flight.load()},
           {"read_bytes", m.read_bytes.load()},
           {"read_errors", m.read_errors.load()},
           {"read_unknown_object", m.read_unknown_object.load()},
@@ -139,6 +140,13 @@ Status RequestHandler::serve_range(const Object& obj, uint64_t start, uint64_t e
 
 void RequestHandler::on_read(const ReadRequest& req, AlignedBuffer& buffer) {
   metrics_.reads.fetch_add(1, std::memory_order_relaxed);
+  // A gauge of READs being served right now: what a hand-off waits for, and
+  // what a test watches to kill a daemon with a READ in flight.
+  metrics_.reads_in_flight.fetch_add(1, std::memory_order_relaxed);
+  struct InFlight {
+    std::atomic<uint64_t>& gauge;
+    ~InFlight() { gauge.fetch_sub(1, std::memory_order_relaxed); }
+  } in_flight{metrics_.reads_in_flight};
   const uint32_t msg_id = req.header.msg_id;
   std::shared_ptr<Object> obj = find(req.header.object_id);
   if (!obj) {

@@ -90,6 +90,7 @@ struct HandlerMetrics {
   std::atomic<uint64_t> opens_refused{0};     // unknown key: -ENOENT
   std::atomic<uint64_t> copen_failures{0};    // the copen write failed
   std::atomic<uint64_t> reads{0};
+  std::atomic<uint64_t> reads_in_flight{0};   // gauge: READs being served now
   std::atomic<uint64_t> read_bytes{0};        // bytes written into cache files
   std::atomic<uint64_t> read_errors{0};       // completed without the data
   std::atomic<uint64_t> read_unknown_object{0};

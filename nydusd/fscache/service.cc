@@ -109,25 +109,4 @@ void FscacheService::worker_loop(unsigned index) {
   }
 }
 
-Result<std::unique_ptr<FscacheService>> restore_session(UniqueFd device_fd, const std::vector<BlobEntry>& saved,
-                                                        BlobRegistry* registry, unsigned threads, bool write_restore,
-                                                        std::vector<Error>* failed) {
-  // Entries first: the redelivered OPENs must find them.
-  for (const auto& e : saved) {
-    if (Status st = registry->bind(e); !st.ok()) {
-      if (st.error().kind() == ErrorKind::kAlreadyExists) continue;  // bound already (preloaded)
-      spdlog::error("fscache: restore: cannot re-bind {} in domain {}: {}", e.id, e.effective_domain(),
-                    st.error().message());
-      if (failed) failed->push_back(std::move(st).error());
-    }
-  }
-  NYDUS_ASSIGN_OR_RETURN(auto device, CachefilesDevice::adopt(std::move(device_fd)));
-  NYDUS_ASSIGN_OR_RETURN(auto service, FscacheService::create(std::move(device), registry, threads));
-  if (write_restore) NYDUS_TRY(service->restore());
-  NYDUS_TRY(service->start());
-  spdlog::info("fscache: took over the cachefiles session with {} bootstrap(s){}", registry->bootstrap_count(),
-               write_restore ? ", restore written" : "");
-  return service;
-}
-
 }  // namespace nydus::fscache

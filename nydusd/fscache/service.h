@@ -16,8 +16,10 @@
 //
 // Lifecycle:
 //   fresh start   CachefilesDevice::open_and_bind -> FscacheService(...) -> start()
-//   failover      restore_session(fd from supervisor, saved entries, ...):
-//                 re-bind the entries, adopt the fd, write `restore`, start()
+//   failover      (nydusd/daemon, Takeover then Start) re-bind the saved
+//                 entries, CachefilesDevice::adopt(fd from the supervisor),
+//                 FscacheService(...), and once the predecessor has exited
+//                 restore() and start()
 //   hand-off      stop(); give a successor device().dup_fd(), registry.list()
 //                 (and optionally handler().objects() with dups of the anon fds)
 //
@@ -78,16 +80,5 @@ class FscacheService {
   std::atomic<bool> stopping_{false};
   std::vector<std::thread> workers_;
 };
-
-// Failover or upgrade: serve a device a predecessor bound. Binds every saved
-// entry into `registry` (an entry that fails is logged and skipped, so one
-// bad entry cannot take the others down; the failures are returned in
-// *failed when given), adopts `device_fd`, writes `restore` when
-// `write_restore` (the normal case; skip it only when the predecessor handed
-// over its anon fds, facts §5 3c), and starts the workers.
-Result<std::unique_ptr<FscacheService>> restore_session(UniqueFd device_fd, const std::vector<BlobEntry>& saved,
-                                                        BlobRegistry* registry, unsigned threads,
-                                                        bool write_restore = true,
-                                                        std::vector<Error>* failed = nullptr);
 
 }  // namespace nydus::fscache

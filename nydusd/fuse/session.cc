@@ -134,7 +134,7 @@ struct FuseOps {
       double timeout = 0;
       if (int err = self.vfs().do_getattr(node, &attr, &timeout)) return err;
       if (S_ISDIR(attr.st_mode)) return EISDIR;
-      if (auto stats = self.vfs().stats_for(node)) stats->record_open();
+      if (auto stats = self.vfs().stats_for(node)) stats->record_open(node);
       fi->fh = 0;
       fi->keep_cache = 1;
       fuse_reply_open(req, fi);
@@ -200,7 +200,7 @@ struct FuseOps {
       bytes = data.size();
       fuse_reply_buf(req, reinterpret_cast<const char*>(data.data()), data.size());
       auto latency = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start);
-      if (auto stats = self.vfs().stats_for(node)) stats->record_read(bytes, latency);
+      if (auto stats = self.vfs().stats_for(node)) stats->record_read(node, bytes, latency);
       return 0;
     });
   }

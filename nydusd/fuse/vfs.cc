@@ -250,6 +250,19 @@ Result<Vfs::MountEntry> Vfs::umount(std::string_view mountpoint) {
   it->second.mount_index.reset();
   mounts_[index].reset();
   mount_dirs_[index] = 0;
+  // Drop the now empty pseudo directories up to the first one still in use.
+  // Their inos are never reused (next_pseudo_ino_ only grows), so a node id
+  // the kernel still holds for one resolves to ESTALE, not to another dir.
+  while (it != pseudo_.end() && it->first != kRootNodeId && !it->second.mount_index &&
+         it->second.children.empty()) {
+    const uint64_t parent = it->second.parent;
+    auto up = pseudo_.find(parent);
+    if (up == pseudo_.end()) break;
+    up->second.children.erase(it->second.name);
+    entry.removed_dirs.emplace_back(parent, it->second.name);
+    pseudo_.erase(it);
+    it = up;
+  }
   return entry;
 }
 

@@ -85,6 +85,9 @@ class Vfs {
     uint64_t root_node = 0;    // the node id the kernel knows the mount's root by
     uint64_t parent_node = 0;  // pseudo directory holding it (0 for "/")
     std::string name;          // last path component ("" for "/")
+    // umount only: the pseudo directories it removed, deepest first, as
+    // (parent node, name): the kernel's entries to invalidate.
+    std::vector<std::pair<uint64_t, std::string>> removed_dirs;
   };
 
   // Mounts `mount` at mount->mountpoint (normalized by the caller). The index
@@ -95,7 +98,9 @@ class Vfs {
   // Installs `mount` in place of the image at its mountpoint, keeping the index.
   // Returns the entry of the replaced mount.
   Result<MountEntry> remount(std::shared_ptr<RafsMount> mount);
-  // Removes the mount at `mountpoint` (its pseudo directory stays). Returns it.
+  // Removes the mount at `mountpoint`, and its pseudo directory with every
+  // ancestor left empty (no mount, no children; never the root), as the
+  // reference does. Returns the removed mount with those directories.
   Result<MountEntry> umount(std::string_view mountpoint);
 
   std::optional<MountEntry> find_mount(std::string_view mountpoint) const;

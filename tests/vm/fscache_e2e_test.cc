@@ -1,18 +1,27 @@
-// End to end, fscache mode: images built here with nydus-image, served in
-// the VM by the fscache daemon (fscache_driver daemon, i.e. the nydus_fscache
-// library) to the kernel's EROFS-over-fscache, mounted with mount(2)
-// "fsid=..[,domain_id=..]" and compared byte for byte and attribute by
-// attribute with their source trees (fscache_driver session).
+// End to end, fscache mode, with the real binaries: images built here with
+// nydus-image, served in the VM by `nydusd singleton --fscache` to the
+// kernel's EROFS over fscache, mounted with mount(2) "fsid=..[,domain_id=..]"
+// and compared byte for byte and attribute by attribute with their source
+// trees. tests/vm/fscache_vm_driver.cc drives nydusd inside the VM as a
+// supervisor would (its header has the scenario format); this file builds
+// the images and the scenario on the host and boots the VM once.
 //
-// One VM run covers: zstd with 1 MiB chunks mounted by fsid alone plus a
-// remount that must be served entirely from the kernel's cache file (no
-// READ); lz4_block with 64 KiB chunks and the persistent storage blob cache,
-// mounted twice at once in one domain (shared data blob); uncompressed with
-// 4 KiB chunks and no cache files at all; and an unknown fsid, whose mount
-// must fail. A second session kills the daemon (SIGKILL) while READs are in
-// flight and lets a successor take over the device fd the session held
-// (`restore`), then does the same as a hot upgrade (SIGTERM: the daemon
-// drains and exits 0 first): every reader must finish with the right bytes.
+// Session "serve" (one daemon, one supervisor): a bootstrap preloaded with
+// --config (zstd, 1 MiB chunks, fsid only) and a remount served entirely from
+// the kernel's cache file (no READ); bootstraps bound with PUT /api/v2/blobs:
+// lz4_block with 64 KiB chunks and the persistent storage blob cache mounted
+// twice at once in one domain (shared data blob), uncompressed 4 KiB chunks
+// without cache files; an unknown fsid and an unbound domain whose mounts
+// must fail; the API's answers to hostile bodies and queries, GET listing,
+// and a re-save to the supervisor after every bind and unbind.
+//
+// Session "switch" (a fresh cache, every data READ slowed by the test hook so
+// that one is always in flight): kill -9 of nydusd under byte-verifying
+// readers, a successor `nydusd singleton --upgrade` takes over the saved blob
+// entries and the /dev/cachefiles fd from the supervisor and writes
+// `restore`; then, under the same readers, a hot upgrade of that successor
+// (takeover while it serves, exit, start). And the same in the other order on
+// a second image. Zero reader errors.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -26,6 +35,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/process.h"
+#include "tests/support/temp_dir.h"
 #include "tests/vm/vm_test_support.h"
 
 using namespace nydus;
@@ -131,18 +141,29 @@ nlohmann::json entry(const std::string& id, const std::string& domain, const fs:
             {"metadata_path", boot.string()}}}};
 }
 
-std::string shell_quote_all(const std::vector<std::string>& argv) {
-  std::string s;
-  for (const auto& a : argv) s += (s.empty() ? "" : " ") + shell_quote(a);
-  return s;
+// A scenario step (fscache_vm_driver.cc) under construction.
+struct Step {
+  nlohmann::json j;
+  Step with(const std::string& key, nlohmann::json value) && {
+    j[key] = std::move(value);
+    return std::move(*this);
+  }
+};
+
+nlohmann::json steps(std::initializer_list<Step> list) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& s : list) out.push_back(s.j);
+  return out;
 }
 
 }  // namespace
 
-TEST_CASE("vm fscache e2e: nydus-image images mounted over fscache match their sources", "[vm][fscache]") {
+TEST_CASE("vm fscache e2e: real nydusd singleton serves through crash failover and hot upgrade", "[vm][fscache]") {
   require_vm_or_skip();
-  const std::string driver = std::string(NYDUS_BIN_DIR) + "/fscache_driver";
+  const std::string driver = std::string(NYDUS_BIN_DIR) + "/fscache_vm_driver";
+  const std::string nydusd = std::string(NYDUS_BIN_DIR) + "/nydusd";
   REQUIRE(fs::exists(driver));
+  REQUIRE(fs::exists(nydusd));
   REQUIRE(fs::exists(std::string(NYDUS_BIN_DIR) + "/nydus-image"));
 
   TempDir dir("nydus-vm-fscache");
@@ -153,36 +174,87 @@ TEST_CASE("vm fscache e2e: nydus-image images mounted over fscache match their s
   build_image(img / "src-zstd", img / "zstd.boot", img / "blobs", "zstd", "0x100000");
   build_image(img / "src-lz4", img / "lz4.boot", img / "blobs", "lz4_block", "0x10000");
   build_image(img / "src-raw", img / "raw.boot", img / "blobs", "none", "0x1000");
+  // Not a RAFS v6 bootstrap: binding it must be refused.
+  write_file(img / "garbage.boot", random_bytes(8192, 99));
 
-  nlohmann::json config = {{"blobs",
-                            {entry("zstd1", "", img / "zstd.boot", img / "blobs", "fscache", "/run/cache/work"),
-                             entry("lz4a", "dom1", img / "lz4.boot", img / "blobs", "filecache", "/run/cache/blobcache"),
-                             entry("lz4b", "dom1", img / "lz4.boot", img / "blobs", "filecache", "/run/cache/blobcache"),
-                             entry("raw1", "dom2", img / "raw.boot", img / "blobs", "dummycache", ""),
-                             entry("fo1", "dom3", img / "zstd.boot", img / "blobs", "filecache", "/run/cache/blobcache"),
-                             entry("up1", "dom4", img / "lz4.boot", img / "blobs", "fscache", "/run/cache/work")}}};
-  const fs::path config_path = dir / "blobs.json";
-  std::ofstream(config_path) << config.dump(2);
+  const auto blobs = img / "blobs";
+  auto api = [](const std::string& method, const std::string& target, nlohmann::json body, int status) {
+    Step step{{{"api", method}, {"target", target}, {"status", status}}};
+    if (!body.is_null()) step.j["body"] = std::move(body);
+    return step;
+  };
+  auto check = [](nlohmann::json c) { return Step{{{"check", std::move(c)}}}; };
+  const auto lz4a = entry("lz4a", "dom1", img / "lz4.boot", blobs, "filecache", "/run/cache/blobcache");
+  auto bad_id = lz4a;
+  bad_id["id"] = "a/b";
+  auto datablob = lz4a;
+  datablob["type"] = "datablob";
+  auto no_boot = lz4a;
+  no_boot["config_v2"]["metadata_path"] = (img / "missing.boot").string();
+
+  nlohmann::json serve = {
+      {"name", "serve"},
+      {"cache_dir", "/run/cache/fscache"},
+      {"tag", "e2e"},
+      {"threads", 4},
+      {"config_blobs", {entry("zstd1", "", img / "zstd.boot", blobs, "fscache", "/run/cache/work")}},
+      {"steps",
+       steps({
+           // Hostile input: clear 4xx answers, never a crash.
+           api("PUT", "/api/v2/blobs", "{not json", 400),
+           api("PUT", "/api/v2/blobs", nlohmann::json::object(), 400),
+           api("PUT", "/api/v2/blobs", bad_id, 400),
+           api("PUT", "/api/v2/blobs", datablob, 400),
+           api("PUT", "/api/v2/blobs", no_boot, 404),
+           api("PUT", "/api/v2/blobs", entry("junk", "dom9", img / "garbage.boot", blobs, "fscache", "/run/cache/work"), 400),
+           api("DELETE", "/api/v2/blobs", nullptr, 400),
+           api("DELETE", "/api/v2/blobs?blob_id=x", nullptr, 501),
+           api("DELETE", "/api/v2/blobs?domain_id=nosuch", nullptr, 404),
+           api("POST", "/api/v1/mount?mountpoint=/x", nlohmann::json{{"source", "x"}, {"fs_type", "rafs"}, {"config", "{}"}}, 501),
+           // Binding: each bind and unbind is saved to the supervisor again.
+           api("PUT", "/api/v2/blobs", lz4a, 204).with("saves", 1),
+           api("PUT", "/api/v2/blobs", lz4a, 409),
+           api("PUT", "/api/v2/blobs", entry("lz4b", "dom1", img / "lz4.boot", blobs, "filecache", "/run/cache/blobcache"), 204),
+           api("PUT", "/api/v2/blobs", entry("raw1", "dom2", img / "raw.boot", blobs, "dummycache", ""), 204),
+           api("GET", "/api/v2/blobs", nullptr, 200).with("blobs", 4),
+           api("GET", "/api/v2/blobs?domain_id=dom1", nullptr, 200).with("blobs", 2),
+           // Serving.
+           check({{"fsid", "zstd1"}, {"source", (img / "src-zstd").string()}, {"mount", "/run/m1"}, {"remount", true}}),
+           check({{"fsid", "lz4a"}, {"domain", "dom1"}, {"source", (img / "src-lz4").string()}, {"mount", "/run/m2"}, {"keep", true}}),
+           check({{"fsid", "lz4b"}, {"domain", "dom1"}, {"source", (img / "src-lz4").string()}, {"mount", "/run/m3"}, {"keep", true}, {"readers", 8}}),
+           check({{"fsid", "raw1"}, {"domain", "dom2"}, {"source", (img / "src-raw").string()}, {"mount", "/run/m4"}, {"readers", 2}}),
+           check({{"fsid", "nosuch"}, {"mount", "/run/m5"}, {"fail", true}}),
+           // Unbinding: new mounts of the domain fail.
+           api("DELETE", "/api/v2/blobs?domain_id=dom2", nullptr, 204).with("saves", 1),
+           check({{"fsid", "raw1"}, {"domain", "dom2"}, {"mount", "/run/m4"}, {"fail", true}}),
+           api("GET", "/api/v2/blobs", nullptr, 200).with("blobs", 3),
+           api("PUT", "/api/v1/daemon/fuse/sendfd", nullptr, 204).with("saves", 1),
+       })}};
+  nlohmann::json switching = {
+      {"name", "switch"},
+      {"cache_dir", "/run/cache/fscache2"},
+      {"threads", 4},
+      {"read_delay_ms", 300},
+      {"steps",
+       steps({
+           api("PUT", "/api/v2/blobs", entry("fo1", "dom3", img / "zstd.boot", blobs, "filecache", "/run/cache/blobcache2"), 204),
+           api("PUT", "/api/v2/blobs", entry("up1", "dom4", img / "zstd.boot", blobs, "fscache", "/run/cache/work2"), 204),
+           // Both orders, each under one set of readers.
+           check({{"fsid", "fo1"}, {"domain", "dom3"}, {"source", (img / "src-zstd").string()}, {"mount", "/run/m6"},
+                  {"switches", {"failover", "upgrade"}}}),
+           check({{"fsid", "up1"}, {"domain", "dom4"}, {"source", (img / "src-zstd").string()}, {"mount", "/run/m7"},
+                  {"switches", {"upgrade", "failover"}}}),
+           // The successors serve the saved entries.
+           api("GET", "/api/v2/blobs", nullptr, 200).with("blobs", 2),
+       })}};
+  nlohmann::json scenario = {{"nydusd", nydusd}, {"log_dir", std::string(kGuestOutDir)}, {"sessions", {serve, switching}}};
+  const fs::path scenario_path = dir / "scenario.json";
+  std::ofstream(scenario_path) << scenario.dump(2);
 
   VmOptions o;
   fs::create_directories(dir / "vm");
   o.work_dir = (dir / "vm").string();
-  // Session 1: serving and caching. Session 2 (a fresh bind of another
-  // cache dir): crash failover with READs in flight.
-  const std::string session1 = shell_quote_all(
-      {driver, "session", "--fscache", "/run/cache/fscache", "--fscache-tag", "e2e", "--fscache-threads", "4",
-       "--config", config_path.string(),
-       "--check", "fsid=zstd1,source=" + (img / "src-zstd").string() + ",mount=/run/m1,remount",
-       "--check", "fsid=lz4a,domain=dom1,source=" + (img / "src-lz4").string() + ",mount=/run/m2,keep",
-       "--check", "fsid=lz4b,domain=dom1,source=" + (img / "src-lz4").string() + ",mount=/run/m3,keep,readers=8",
-       "--check", "fsid=raw1,domain=dom2,source=" + (img / "src-raw").string() + ",mount=/run/m4,readers=2",
-       "--check", "fsid=nosuch,mount=/run/m5,fail"});
-  const std::string session2 = shell_quote_all(
-      {driver, "session", "--fscache", "/run/cache/fscache2", "--fscache-threads", "4", "--read-delay-ms", "300",
-       "--config", config_path.string(),
-       "--check", "fsid=fo1,domain=dom3,source=" + (img / "src-zstd").string() + ",mount=/run/m6,failover,readers=4",
-       "--check", "fsid=up1,domain=dom4,source=" + (img / "src-lz4").string() + ",mount=/run/m7,upgrade,readers=4"});
-  o.argv = {"/bin/sh", "-c", session1 + " && " + session2};
+  o.argv = {driver, scenario_path.string()};
   o.timeout = std::chrono::seconds(240);
   VmResult r = run_or_fail(o);
   std::printf("%s", r.output.c_str());

@@ -21,6 +21,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "tests/support/tree_compare.h"
+
 namespace nydus::builder::testing {
 
 namespace {
@@ -77,77 +79,6 @@ std::string posix_acl() {
   std::string v(reinterpret_cast<const char*>(&version), 4);
   v.append(reinterpret_cast<const char*>(entries), sizeof(entries));
   return v;
-}
-
-std::map<std::string, std::string> list_xattrs(const fs::path& p) {
-  std::map<std::string, std::string> out;
-  ssize_t len = ::llistxattr(p.c_str(), nullptr, 0);
-  if (len <= 0) return out;
-  std::string names(size_t(len), '\0');
-  len = ::llistxattr(p.c_str(), names.data(), names.size());
-  for (size_t pos = 0; len > 0 && pos < size_t(len);) {
-    std::string name = names.c_str() + pos;
-    pos += name.size() + 1;
-    ssize_t vlen = ::lgetxattr(p.c_str(), name.c_str(), nullptr, 0);
-    std::string value(vlen > 0 ? size_t(vlen) : 0, '\0');
-    if (vlen > 0) vlen = ::lgetxattr(p.c_str(), name.c_str(), value.data(), value.size());
-    out[name] = vlen >= 0 ? value.substr(0, size_t(vlen)) : "<error>";
-  }
-  return out;
-}
-
-std::vector<std::string> list_dir(const fs::path& p) {
-  std::vector<std::string> names;
-  DIR* d = ::opendir(p.c_str());
-  if (!d) return names;
-  while (struct dirent* de = ::readdir(d)) {
-    std::string n = de->d_name;
-    if (n != "." && n != "..") names.push_back(n);
-  }
-  ::closedir(d);
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
-bool same_content(const fs::path& a, const fs::path& b, std::string* why) {
-  int fa = ::open(a.c_str(), O_RDONLY | O_CLOEXEC), fb = ::open(b.c_str(), O_RDONLY | O_CLOEXEC);
-  bool same = fa >= 0 && fb >= 0;
-  if (!same) *why = "cannot open: " + std::string(std::strerror(errno));
-  std::vector<char> ba(1 << 20), bb(1 << 20);
-  uint64_t off = 0;
-  while (same) {
-    ssize_t na = ::read(fa, ba.data(), ba.size());
-    ssize_t nb = 0;
-    while (nb < na) {  // read the same amount from b
-      ssize_t n = ::read(fb, bb.data() + nb, size_t(na - nb));
-      if (n <= 0) break;
-      nb += n;
-    }
-    if (na < 0 || nb != na) {
-      same = false;
-      *why = "read error or length mismatch at " + std::to_string(off) + ": " + std::strerror(errno);
-    } else if (std::memcmp(ba.data(), bb.data(), size_t(na)) != 0) {
-      same = false;
-      *why = "bytes differ in [" + std::to_string(off) + ", " + std::to_string(off + na) + ")";
-    } else if (na == 0) {
-      char extra;
-      if (::read(fb, &extra, 1) != 0) {
-        same = false;
-        *why = "actual is longer";
-      }
-      break;
-    }
-    off += uint64_t(na);
-  }
-  if (fa >= 0) ::close(fa);
-  if (fb >= 0) ::close(fb);
-  return same;
-}
-
-std::string read_link(const fs::path& p) {
-  std::string buf(8192, '\0');
-  ssize_t n = ::readlink(p.c_str(), buf.data(), buf.size());
-  return n < 0 ? "<error " + std::string(std::strerror(errno)) + ">" : buf.substr(0, size_t(n));
 }
 
 }  // namespace
@@ -339,52 +270,9 @@ void make_varied_tree(const fs::path& root) {
 }
 
 std::vector<std::string> compare_trees(const fs::path& expected, const fs::path& actual, size_t limit) {
-  std::vector<std::string> diffs;
-  std::map<ino_t, ino_t> links, back;
-  auto report = [&](const std::string& rel, const std::string& what) {
-    if (diffs.size() < limit) diffs.push_back(rel + ": " + what);
-  };
-  std::function<void(const std::string&)> visit = [&](const std::string& rel) {
-    if (diffs.size() >= limit) return;
-    fs::path e = expected / rel, a = actual / rel;
-    struct stat se, sa;
-    if (::lstat(e.c_str(), &se) != 0) return report(rel, "missing in expected");
-    if (::lstat(a.c_str(), &sa) != 0) return report(rel, "missing: " + std::string(std::strerror(errno)));
-    auto cmp = [&](const char* field, uint64_t x, uint64_t y) {
-      if (x != y) report(rel, std::string(field) + " " + std::to_string(x) + " != " + std::to_string(y));
-    };
-    cmp("mode", se.st_mode, sa.st_mode);
-    cmp("uid", se.st_uid, sa.st_uid);
-    cmp("gid", se.st_gid, sa.st_gid);
-    cmp("mtime", uint64_t(se.st_mtim.tv_sec), uint64_t(sa.st_mtim.tv_sec));
-    cmp("mtime_nsec", uint64_t(se.st_mtim.tv_nsec), uint64_t(sa.st_mtim.tv_nsec));
-    cmp("nlink", se.st_nlink, sa.st_nlink);
-    if (!S_ISDIR(se.st_mode)) cmp("size", uint64_t(se.st_size), uint64_t(sa.st_size));
-    if (S_ISCHR(se.st_mode) || S_ISBLK(se.st_mode)) cmp("rdev", se.st_rdev, sa.st_rdev);
-    if (list_xattrs(e) != list_xattrs(a)) report(rel, "xattrs differ");
-    if ((se.st_mode & S_IFMT) != (sa.st_mode & S_IFMT)) return;
-    if (!S_ISDIR(se.st_mode)) {
-      // Hard-link structure: names sharing an inode must map to one inode.
-      auto [it, added] = links.emplace(se.st_ino, sa.st_ino);
-      auto [bit, badded] = back.emplace(sa.st_ino, se.st_ino);
-      if (it->second != sa.st_ino || bit->second != se.st_ino) report(rel, "hard-link structure differs");
-    }
-    if (S_ISLNK(se.st_mode) && read_link(e) != read_link(a)) report(rel, "symlink target differs");
-    std::string why;
-    if (S_ISREG(se.st_mode) && !same_content(e, a, &why)) report(rel, why);
-    if (!S_ISDIR(se.st_mode)) return;
-    auto ne = list_dir(e), na = list_dir(a);
-    if (ne != na) {
-      std::set<std::string> se_(ne.begin(), ne.end()), sa_(na.begin(), na.end());
-      for (const auto& n : ne)
-        if (!sa_.count(n)) report(rel + "/" + n, "missing in image");
-      for (const auto& n : na)
-        if (!se_.count(n)) report(rel + "/" + n, "unexpected in image");
-    }
-    for (const auto& n : ne) visit(rel.empty() ? n : rel + "/" + n);
-  };
-  visit("");
-  return diffs;
+  nydus::testing::TreeCompareOptions options;
+  options.limit = limit;
+  return nydus::testing::diff_trees(expected, actual, options).diffs;
 }
 
 }  // namespace nydus::builder::testing

@@ -48,7 +48,8 @@ void make_varied_tree(const fs::path& root);
 
 // Differences between two trees (empty when equal): names, type and mode,
 // uid, gid, size, mtime (s + ns), nlink, rdev, symlink targets, xattrs,
-// content bytes, and hard-link structure. At most `limit` entries.
+// content bytes, and hard-link structure. At most `limit` entries. The
+// comparison is tests/support/tree_compare.h, shared by every image test.
 std::vector<std::string> compare_trees(const fs::path& expected, const fs::path& actual, size_t limit = 30);
 
 // Reads a whole file (or fails the test).

@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "common/unix_socket.h"
+#include "tests/support/tree_compare.h"
 
 namespace nydus::testing {
 
@@ -200,79 +201,16 @@ void make_source_tree(const fs::path& root, uint32_t seed) {
   set_times(root, t, 0);
 }
 
-namespace {
-
-std::map<std::string, std::string> xattrs_of(const fs::path& path) {
-  std::map<std::string, std::string> out;
-  std::string names(65536, '\0');
-  ssize_t n = ::llistxattr(path.c_str(), names.data(), names.size());
-  if (n <= 0) return out;
-  names.resize(static_cast<size_t>(n));
-  for (size_t pos = 0; pos < names.size();) {
-    std::string name = names.substr(pos, names.find('\0', pos) - pos);
-    pos += name.size() + 1;
-    if (name.rfind("security.", 0) == 0 || name.rfind("system.", 0) == 0) continue;
-    std::string value(65536, '\0');
-    ssize_t len = ::lgetxattr(path.c_str(), name.c_str(), value.data(), value.size());
-    value.resize(len > 0 ? static_cast<size_t>(len) : 0);
-    out[name] = value;
-  }
-  return out;
-}
-
-}  // namespace
-
 std::vector<std::string> compare_trees(const fs::path& a, const fs::path& b,
                                        const CompareOptions& options) {
-  std::vector<std::string> diffs;
-  auto note = [&](const std::string& rel, const std::string& what) { diffs.push_back(rel + ": " + what); };
-  std::vector<fs::path> paths = {a};
-  for (auto it = fs::recursive_directory_iterator(a); it != fs::recursive_directory_iterator(); ++it) {
-    paths.push_back(it->path());
-  }
-  size_t count_b = 0;
-  for (auto it = fs::recursive_directory_iterator(b); it != fs::recursive_directory_iterator(); ++it) {
-    ++count_b;
-  }
-  if (count_b + 1 != paths.size()) {
-    diffs.push_back(fmt::format("entry count {} vs {}", paths.size() - 1, count_b));
-  }
-  for (const auto& pa : paths) {
-    std::string rel = pa == a ? "/" : "/" + pa.lexically_relative(a).string();
-    fs::path pb = pa == a ? b : b / pa.lexically_relative(a);
-    struct stat sa {}, sb {};
-    REQUIRE(::lstat(pa.c_str(), &sa) == 0);
-    if (::lstat(pb.c_str(), &sb) != 0) {
-      note(rel, "missing");
-      continue;
-    }
-    if (sa.st_mode != sb.st_mode) note(rel, fmt::format("mode {:o} vs {:o}", sa.st_mode, sb.st_mode));
-    if (sa.st_uid != sb.st_uid || sa.st_gid != sb.st_gid) note(rel, "owner");
-    if (rel != "/" && sa.st_mtim.tv_sec != sb.st_mtim.tv_sec) {
-      note(rel, fmt::format("mtime {} vs {}", sa.st_mtim.tv_sec, sb.st_mtim.tv_sec));
-    }
-    if (rel != "/" && options.compare_mtime_nsec && sa.st_mtim.tv_nsec != sb.st_mtim.tv_nsec) {
-      note(rel, fmt::format("mtime nsec {} vs {}", sa.st_mtim.tv_nsec, sb.st_mtim.tv_nsec));
-    }
-    if ((S_ISCHR(sa.st_mode) || S_ISBLK(sa.st_mode)) && sa.st_rdev != sb.st_rdev) note(rel, "rdev");
-    if (!S_ISDIR(sa.st_mode) || options.compare_nlink_dirs) {
-      if (sa.st_nlink != sb.st_nlink) note(rel, fmt::format("nlink {} vs {}", sa.st_nlink, sb.st_nlink));
-    }
-    if (options.compare_ino) {
-      constexpr uint64_t kInoMask = (uint64_t{1} << 56) - 1;
-      if ((sa.st_ino & kInoMask) != (sb.st_ino & kInoMask)) {
-        note(rel, fmt::format("ino {:#x} vs {:#x}", sa.st_ino, sb.st_ino));
-      }
-    }
-    if (S_ISREG(sa.st_mode)) {
-      if (sa.st_size != sb.st_size) note(rel, fmt::format("size {} vs {}", sa.st_size, sb.st_size));
-      else if (read_file(pa) != read_file(pb)) note(rel, "content differs");
-    } else if (S_ISLNK(sa.st_mode)) {
-      if (fs::read_symlink(pa) != fs::read_symlink(pb)) note(rel, "symlink target");
-    }
-    if (options.compare_xattrs && xattrs_of(pa) != xattrs_of(pb)) note(rel, "xattrs");
-  }
-  return diffs;
+  TreeCompareOptions o;
+  o.nlink_dirs = options.compare_nlink_dirs;
+  o.mtime_nsec = options.compare_mtime_nsec;
+  o.ino_low_bits = options.compare_ino;
+  o.xattrs = options.compare_xattrs;
+  o.root_times = false;  // a FUSE root may be a pseudo directory
+  o.limit = 100;
+  return diff_trees(a, b, o).diffs;
 }
 
 bool mount_erofs(const std::string& image, const std::string& target, std::string* error) {

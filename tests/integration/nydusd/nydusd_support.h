@@ -84,7 +84,8 @@ struct CompareOptions {
   bool compare_xattrs = true;
 };
 // Compares two trees entry by entry (type, mode, owner, size, mtime, rdev,
-// symlink target, xattrs and every byte of regular files). Returns a list of
+// nlink, symlink target, xattrs, every byte of regular files and the
+// hard-link structure) with tests/support/tree_compare.h. Returns a list of
 // differences (empty when equal).
 std::vector<std::string> compare_trees(const std::filesystem::path& a, const std::filesystem::path& b,
                                        const CompareOptions& options);

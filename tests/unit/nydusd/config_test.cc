@@ -168,3 +168,19 @@ TEST_CASE("prefetch lists: one absolute path a line, blank lines skipped", "[con
   std::ofstream(path) << "relative/path\n";
   CHECK_FALSE(load_prefetch_list(path).ok());
 }
+
+TEST_CASE("per-file metrics switches: v1 top level and v2 under rafs", "[config]") {
+  auto v1_on = parse_fs_config(v1("localfs", "/b", R"(,"iostats_files":true,"latest_read_files":true)"));
+  REQUIRE(v1_on.ok());
+  CHECK(v1_on->accounting.files);
+  CHECK_FALSE(v1_on->accounting.access_pattern);
+  CHECK(v1_on->accounting.latest_read_files);
+  auto v2_on = parse_fs_config(R"({"version":2,"backend":{"type":"localfs","localfs":{"dir":"/b"}},
+                                   "rafs":{"access_pattern":true}})");
+  REQUIRE(v2_on.ok());
+  CHECK(v2_on->accounting.access_pattern);
+  CHECK_FALSE(v2_on->accounting.files);
+  auto bad = parse_fs_config(v1("localfs", "/b", R"(,"access_pattern":"yes")"));
+  REQUIRE_FALSE(bad.ok());
+  CHECK_THAT(bad.error().message(), Catch::Contains("access_pattern"));
+}

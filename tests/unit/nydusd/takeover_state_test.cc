@@ -180,3 +180,70 @@ TEST_CASE("a minor-0 state (no mount_count) from an older writer is accepted", "
   REQUIRE(got.ok());
   check_restore_fields(*got, want);
 }
+
+namespace {
+
+SavedState singleton_state() {
+  SavedState s;
+  s.mode = "singleton";
+  s.writer_version = "v1.2.3 (abc)";
+  s.daemon_id = "fsc";
+  s.fscache.cache_dir = "/var/lib/fscache";
+  s.fscache.tag = "t";
+  s.fscache.threads = 4;
+  s.fscache.blobs.push_back({"dom", "img1", R"({"type":"bootstrap","id":"img1"})"});
+  s.fscache.blobs.push_back({"", "img2", R"({"type":"bootstrap","id":"img2"})"});
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("a singleton (fscache) state round-trips", "[takeover][fscache]") {
+  auto want = singleton_state();
+  auto got = decode_state(encode_state(want));
+  REQUIRE(got.ok());
+  CHECK(got->mode == "singleton");
+  CHECK(got->daemon_id == "fsc");
+  CHECK(got->fscache.cache_dir == want.fscache.cache_dir);
+  CHECK(got->fscache.tag == "t");
+  CHECK(got->fscache.threads == 4);
+  REQUIRE(got->fscache.blobs.size() == 2);
+  CHECK(got->fscache.blobs[0].domain_id == "dom");
+  CHECK(got->fscache.blobs[0].blob_id == "img1");
+  CHECK(got->fscache.blobs[1].json == want.fscache.blobs[1].json);
+  CHECK(got->mounts.empty());
+}
+
+TEST_CASE("every truncation of a singleton state is refused", "[takeover][fscache]") {
+  auto bytes = encode_state(singleton_state());
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    auto got = decode_state(std::span(bytes.data(), n));
+    INFO("prefix " << n << " of " << bytes.size());
+    REQUIRE_FALSE(got.ok());
+    CHECK(got.error().kind() == ErrorKind::kCorrupt);
+  }
+}
+
+TEST_CASE("invalid singleton states are refused", "[takeover][fscache]") {
+  auto s = singleton_state();
+  s.fscache.blobs.push_back(s.fscache.blobs[0]);  // listed twice
+  CHECK(decode_state(encode_state(s)).error().kind() == ErrorKind::kCorrupt);
+  s = singleton_state();
+  s.fscache.blobs[1].json.clear();
+  CHECK(decode_state(encode_state(s)).error().kind() == ErrorKind::kCorrupt);
+  // No fscache section at all.
+  nydus::state::v1::DaemonState msg;
+  msg.set_format_major(kStateFormatMajor);
+  msg.set_format_minor(kStateFormatMinor);
+  msg.set_mode("singleton");
+  msg.set_mount_count(0);
+  std::string raw;
+  msg.SerializeToString(&raw);
+  CHECK(decode_state(std::span(reinterpret_cast<const uint8_t*>(raw.data()), raw.size())).error().kind() ==
+        ErrorKind::kCorrupt);
+  // An unknown mode.
+  msg.set_mode("virtiofs");
+  msg.SerializeToString(&raw);
+  CHECK(decode_state(std::span(reinterpret_cast<const uint8_t*>(raw.data()), raw.size())).error().kind() ==
+        ErrorKind::kUnsupported);
+}

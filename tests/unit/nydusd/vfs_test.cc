@@ -199,16 +199,34 @@ TEST_CASE("sub-mounts live under pseudo directories with their own indexes", "[v
   CHECK(vfs.mount(sample_mount("/", (tmp / "c").string())).error().kind() ==
         ErrorKind::kFailedPrecondition);
 
-  // Unmount: the pseudo directory stays, the image's node ids go stale.
+  // Unmount: the image's node ids go stale and its now empty pseudo
+  // directory goes too (as in the reference); "images" still holds "b".
   auto removed = vfs.umount("/images/a");
   REQUIRE(removed.ok());
+  CHECK(removed->removed_dirs == std::vector<std::pair<uint64_t, std::string>>{{images.ino, "a"}});
   struct stat st {};
   CHECK(vfs.do_getattr(file.ino, &st, &timeout) == ESTALE);
+  CHECK(vfs.do_getattr(ea.ino, &st, &timeout) == ESTALE);
   fuse_entry_param again{};
-  REQUIRE(vfs.do_lookup(images.ino, "a", &again) == 0);
-  CHECK(node_mount_index(again.ino) == kPseudoIndex);
+  CHECK(vfs.do_lookup(images.ino, "a", &again) == ENOENT);
+  REQUIRE(vfs.do_readdir(images.ino, 0, 4096, true, &buf) == 0);
+  entries = parse_dirents(buf, true);
+  REQUIRE(entries.size() == 3);
+  CHECK(entries[2].name == "b");
   CHECK(vfs.umount("/images/a").error().kind() == ErrorKind::kNotFound);
-  CHECK(vfs.pseudo_entries().size() == 3);
+  CHECK(vfs.pseudo_entries().size() == 2);
+  // The last mount under "images" takes "images" with it; the root stays.
+  removed = vfs.umount("/images/b");
+  REQUIRE(removed.ok());
+  CHECK(removed->removed_dirs.size() == 2);
+  CHECK(removed->removed_dirs.back() == std::pair<uint64_t, std::string>{kRootNodeId, "images"});
+  CHECK(vfs.do_lookup(kRootNodeId, "images", &again) == ENOENT);
+  CHECK(vfs.pseudo_entries().empty());
+  CHECK(vfs.do_getattr(kRootNodeId, &st, &timeout) == 0);
+  // A new mount at the same path gets fresh pseudo inos (never reused).
+  auto back = vfs.mount(sample_mount("/images/a", (tmp / "d").string()));
+  REQUIRE(back.ok());
+  CHECK(back->parent_node != images.ino);
 }
 
 TEST_CASE("unknown node ids are errors, never crashes", "[vfs]") {
@@ -302,11 +320,15 @@ TEST_CASE("a successor restores the pseudo tree and mounts with the same node id
   CHECK(restored->root_node == two->root_node);
   CHECK(restored->parent_node == two->parent_node);
   CHECK(vfs.pseudo_entries().size() == old_vfs.pseudo_entries().size());
+  fuse_entry_param a{};
+  REQUIRE(vfs.do_lookup(kRootNodeId, "a", &a) == 0);
+  fuse_entry_param old_a{};
+  REQUIRE(old_vfs.do_lookup(kRootNodeId, "a", &old_a) == 0);
+  CHECK(a.ino == old_a.ino);
+  // The removed mount's pseudo directories are gone in both.
   fuse_entry_param z{};
-  REQUIRE(vfs.do_lookup(kRootNodeId, "z", &z) == 0);
-  fuse_entry_param old_z{};
-  REQUIRE(old_vfs.do_lookup(kRootNodeId, "z", &old_z) == 0);
-  CHECK(z.ino == old_z.ino);
+  CHECK(vfs.do_lookup(kRootNodeId, "z", &z) == ENOENT);
+  CHECK(old_vfs.do_lookup(kRootNodeId, "z", &z) == ENOENT);
   // With mounts present it refuses; bad entries are refused.
   CHECK(vfs.restore_pseudo({}).error().kind() == ErrorKind::kFailedPrecondition);
   Vfs other;

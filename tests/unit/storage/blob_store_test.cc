@@ -3,6 +3,7 @@
 #include "nydusd/storage/blob_store.h"
 
 #include <chrono>
+#include <functional>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -349,33 +350,31 @@ TEST_CASE("store: without a cache every read goes to the backend", "[storage][st
 TEST_CASE("store: configuration errors are clear at open", "[storage][store]") {
   nydus::testing::TempDir work;
   auto boot = sample_bootstrap();
-  auto cfg = cached_config(work.path());
-
-  SECTION("missing blob dir") {
-    cfg.backend.dir = (work / "no-such-dir").string();
+  struct Case {
+    const char* name;
+    std::function<void(StorageConfig&)> spoil;
+    ErrorKind kind;
+    const char* message_part;
+  };
+  const std::string missing_dir = (work / "no-such-dir").string();
+  const Case cases[] = {
+      {"missing blob dir", [&](StorageConfig& c) { c.backend.dir = missing_dir; }, ErrorKind::kNotFound,
+       "no-such-dir"},
+      {"unknown backend", [](StorageConfig& c) { c.backend.type = "registry"; }, ErrorKind::kUnsupported,
+       "registry"},
+      {"unknown cache type", [](StorageConfig& c) { c.cache.type = "fscache"; }, ErrorKind::kUnsupported,
+       "fscache"},
+      {"cache without work_dir", [](StorageConfig& c) { c.cache.work_dir.clear(); },
+       ErrorKind::kInvalidArgument, "work_dir"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.name);
+    auto cfg = cached_config(work.path());
+    c.spoil(cfg);
     auto s = BlobStore::open(cfg, boot);
     REQUIRE_FALSE(s.ok());
-    CHECK(s.error().kind() == ErrorKind::kNotFound);
-    CHECK_THAT(s.error().message(), Catch::Contains("no-such-dir"));
-  }
-  SECTION("unknown backend") {
-    cfg.backend.type = "registry";
-    auto s = BlobStore::open(cfg, boot);
-    REQUIRE_FALSE(s.ok());
-    CHECK(s.error().kind() == ErrorKind::kUnsupported);
-    CHECK_THAT(s.error().message(), Catch::Contains("registry"));
-  }
-  SECTION("unknown cache type") {
-    cfg.cache.type = "fscache";
-    auto s = BlobStore::open(cfg, boot);
-    REQUIRE_FALSE(s.ok());
-    CHECK(s.error().kind() == ErrorKind::kUnsupported);
-  }
-  SECTION("cache without work_dir") {
-    cfg.cache.work_dir.clear();
-    auto s = BlobStore::open(cfg, boot);
-    REQUIRE_FALSE(s.ok());
-    CHECK(s.error().kind() == ErrorKind::kInvalidArgument);
+    CHECK(s.error().kind() == c.kind);
+    CHECK_THAT(s.error().message(), Catch::Contains(c.message_part));
   }
 }
 
@@ -468,36 +467,21 @@ TEST_CASE("store: stop_prefetch returns within one chunk fetch", "[storage][pref
   nydus::testing::TempDir work;
   auto boot = sample_bootstrap();
   auto cfg = cached_config(work.path());
-  cfg.prefetch.enable = true;
   cfg.prefetch.threads = 1;
-  cfg.prefetch.prefetch_all = true;
+  std::shared_ptr<BlobStoreImpl> store;
   TestBackend* backend = nullptr;
-  auto store = BlobStoreImpl::create(cfg, boot, test_backend_factory(&backend));
-  REQUIRE(store.ok());
-
-  backend->hold();
-  (*store)->start_prefetch({});
-  REQUIRE(backend->wait_reads(1, std::chrono::seconds(10)));
   // The one prefetch thread is inside a backend read; stop must wait for
   // that read only, then skip the rest.
-  std::thread releaser([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    backend->release();
-  });
-  auto start = std::chrono::steady_clock::now();
-  (*store)->stop_prefetch();
-  auto took = std::chrono::steady_clock::now() - start;
-  releaser.join();
-  CHECK(took < std::chrono::seconds(5));
+  CHECK(stop_prefetch_mid_read(cfg, boot, &store, &backend) < std::chrono::seconds(5));
   CHECK(backend->total_reads() == 1);
-  CHECK((*store)->wait_prefetch(std::chrono::milliseconds(0)));
+  CHECK(store->wait_prefetch(std::chrono::milliseconds(0)));
 
   // Destroying a store with a running prefetch stops it too.
   backend->hold();
-  (*store)->start_prefetch({});
+  store->start_prefetch({});
   REQUIRE(backend->wait_reads(2, std::chrono::seconds(10)));
   backend->release();
-  store->reset();
+  store.reset();
 }
 
 TEST_CASE("store: chunks missing from the chunk table are located through the CI array",

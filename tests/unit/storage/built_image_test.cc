@@ -242,34 +242,19 @@ TEST_CASE("built image: stop_prefetch returns promptly in the middle of a blob",
   BuiltImage img("zstd");
   nydus::testing::TempDir work;
   auto cfg = img.config(work.path().string());
-  cfg.prefetch.enable = true;
   cfg.prefetch.threads = 2;
-  cfg.prefetch.prefetch_all = true;
+  std::shared_ptr<BlobStoreImpl> store;
   TestBackend* backend = nullptr;
-  auto store = BlobStoreImpl::create(cfg, img.bootstrap, test_backend_factory(&backend));
-  REQUIRE(store.ok());
-
-  backend->hold();
-  (*store)->start_prefetch({});
-  REQUIRE(backend->wait_reads(2, std::chrono::seconds(10)));
-  std::thread releaser([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    backend->release();
-  });
-  auto start = std::chrono::steady_clock::now();
-  (*store)->stop_prefetch();
-  auto took = std::chrono::steady_clock::now() - start;
-  releaser.join();
-  CHECK(took < std::chrono::seconds(5));
+  CHECK(stop_prefetch_mid_read(cfg, img.bootstrap, &store, &backend) < std::chrono::seconds(5));
   // Each thread finished the chunk in hand and nothing more.
   CHECK(backend->total_reads() == 2);
 
   // A foreground read is unaffected and a new prefetch picks up the rest.
   const auto& big = img.files.at("big.bin");
-  CHECK(read_whole(**store, img.nid("big.bin"), big.size()) == big);
-  (*store)->start_prefetch({});
-  REQUIRE((*store)->wait_prefetch(std::chrono::seconds(30)));
-  CHECK((*store)->data_all_ready());
+  CHECK(read_whole(*store, img.nid("big.bin"), big.size()) == big);
+  store->start_prefetch({});
+  REQUIRE(store->wait_prefetch(std::chrono::seconds(30)));
+  CHECK(store->data_all_ready());
 }
 
 TEST_CASE("built image: a corrupt chunk fails only the ranges that need it",

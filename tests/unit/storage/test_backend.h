@@ -11,7 +11,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "nydusd/storage/backend.h"
@@ -98,6 +100,38 @@ inline BackendFactory test_backend_factory(TestBackend** out) {
     *out = tb.get();
     return std::unique_ptr<Backend>(std::move(tb));
   };
+}
+
+// Starts a whole-blob prefetch on `cfg.prefetch.threads` threads, waits
+// until every thread is inside a held backend read, then stops the prefetch
+// while the reads are released a moment later. Returns how long
+// stop_prefetch() took: it must wait for the reads in hand only.
+inline std::chrono::steady_clock::duration stop_prefetch_mid_read(StorageConfig cfg,
+                                                                  std::shared_ptr<const rafs::Bootstrap> boot,
+                                                                  std::shared_ptr<BlobStoreImpl>* store_out,
+                                                                  TestBackend** backend_out) {
+  cfg.prefetch.enable = true;
+  cfg.prefetch.prefetch_all = true;
+  TestBackend* backend = nullptr;
+  auto store = BlobStoreImpl::create(cfg, std::move(boot), test_backend_factory(&backend));
+  if (!store.ok()) throw std::runtime_error(store.error().message());
+  backend->hold();
+  (*store)->start_prefetch({});
+  if (!backend->wait_reads(cfg.prefetch.threads, std::chrono::seconds(10))) {
+    backend->release();
+    throw std::runtime_error("prefetch threads never reached the backend");
+  }
+  std::thread releaser([backend] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    backend->release();
+  });
+  auto start = std::chrono::steady_clock::now();
+  (*store)->stop_prefetch();
+  auto took = std::chrono::steady_clock::now() - start;
+  releaser.join();
+  *store_out = std::move(*store);
+  *backend_out = backend;
+  return took;
 }
 
 }  // namespace nydus::storage::testing

@@ -239,6 +239,11 @@ Status read_daemon(Section& s, DaemonConfig& d) {
   NYDUS_TRY(s.get("log_rotation_size", d.log_rotation_size, 0, 1 << 20));
   NYDUS_TRY(s.get_enum("failover_policy", d.failover_policy, parse_failover_policy));
   NYDUS_TRY(s.get("hot_standby", d.hot_standby));
+  NYDUS_TRY(s.get("crash_loop_limit", d.crash_loop_limit, 1, 1000));
+  NYDUS_TRY(s.get("crash_loop_window_secs", d.crash_loop_window_secs, 1, 86400));
+  NYDUS_TRY(s.get("recover_backoff_ms", d.recover_backoff_ms, 0, 600000));
+  NYDUS_TRY(s.get("recover_backoff_max_ms", d.recover_backoff_max_ms, 0, 600000));
+  NYDUS_TRY(s.get("failed_abort_connection", d.failed_abort_connection));
   return ok_status();
 }
 
@@ -424,6 +429,11 @@ Status validate_config(const Config& c) {
                       "\"{}\")",
                       to_string(c.daemon.recover_policy));
   }
+  if (c.daemon.recover_backoff_max_ms < c.daemon.recover_backoff_ms) {
+    return make_error(ErrorKind::kInvalidArgument,
+                      "daemon.recover_backoff_max_ms = {}: must not be below daemon.recover_backoff_ms = {}",
+                      c.daemon.recover_backoff_max_ms, c.daemon.recover_backoff_ms);
+  }
   for (auto [key, value] : {std::pair<std::string_view, const std::string*>{"log.dir", &c.log.dir},
                             {"cache_manager.cache_dir", &c.cache_manager.cache_dir}}) {
     if (!value->empty() && value->front() != '/') {
@@ -443,6 +453,11 @@ Result<Config> load_config(const FlagOverrides& flags) {
     config.notes.push_back(fmt::format("daemon.fs_driver = \"fscache\" forces daemon_mode = \"shared\" (was \"{}\")",
                                        to_string(config.daemon_mode)));
     config.daemon_mode = DaemonMode::kShared;
+  }
+  if (config.daemon.failover_policy == FailoverPolicy::kFlush) {
+    config.notes.push_back(
+        "daemon.failover_policy = \"flush\" needs a fusectl flush file that upstream kernels lack; nydusd runs "
+        "with \"resend\", which re-queues the requests a dead daemon had read");
   }
   NYDUS_TRY(validate_config(config));
   return config;

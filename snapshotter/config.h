@@ -63,6 +63,21 @@ struct DaemonConfig {
   // Keep a pre-spawned standby nydusd per daemon so a crash is taken over at
   // once (failover only). Our extension; the reference has no such key.
   bool hot_standby = false;
+  // Crash-loop handling (failover and restart; our extension). A daemon that
+  // died `crash_loop_limit` times within `crash_loop_window_secs` is marked
+  // FAILED and not recovered again until an upgrade (or a snapshotter
+  // restart). Between attempts the recovery waits, doubling from
+  // `recover_backoff_ms` up to `recover_backoff_max_ms`; the first recovery
+  // after a quiet period starts at once.
+  int crash_loop_limit = 5;
+  int crash_loop_window_secs = 60;
+  int recover_backoff_ms = 100;
+  int recover_backoff_max_ms = 5000;
+  // What a FAILED daemon's FUSE connection does. false (default): the
+  // supervisor keeps holding its fd, so readers wait (they do not fail) and
+  // a later upgrade to a good binary takes over. true: the connection is
+  // aborted, so readers fail fast with ENOTCONN/ECONNABORTED.
+  bool failed_abort_connection = false;
 };
 
 struct SystemConfig {

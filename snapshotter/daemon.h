@@ -37,6 +37,9 @@ namespace nydus::snapshotter {
 inline constexpr std::string_view kStateStarting = "STARTING";  // record written, process not serving yet
 inline constexpr std::string_view kStateDied = "DIED";          // the process exited unexpectedly
 inline constexpr std::string_view kStateStopping = "STOPPING";  // we asked it to exit
+// Recovery gave up (crash loop): the supervisor may still hold the FUSE fd,
+// so readers wait until an upgrade to a good binary takes over.
+inline constexpr std::string_view kStateFailed = "FAILED";
 
 inline constexpr std::string_view kModeDedicated = "dedicated";
 inline constexpr std::string_view kModeShared = "shared";
@@ -51,6 +54,8 @@ class Daemon {
 
   const std::string& id() const { return id_; }
   bool shared() const { return shared_; }
+  // Replaced (replace_client) only under operation_mutex(); use it under
+  // that mutex too, or on a daemon nobody else can reach yet.
   DaemonClient& client() { return *client_; }
   std::mutex& operation_mutex() { return op_mu_; }
 
@@ -101,6 +106,13 @@ class Daemon {
     std::lock_guard<std::mutex> lock(mu_);
     record_.binary_path = std::move(path);
     record_.version = std::move(version);
+  }
+  // A successor took over on another API socket (failover, upgrade). The
+  // caller holds operation_mutex().
+  void replace_client(std::unique_ptr<DaemonClient> client) {
+    std::lock_guard<std::mutex> lock(mu_);
+    record_.api_socket = client->api_socket();
+    client_ = std::move(client);
   }
   void set_stopping(bool stopping) {
     std::lock_guard<std::mutex> lock(mu_);

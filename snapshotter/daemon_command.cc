@@ -72,7 +72,11 @@ DaemonCommand fuse_base(const DaemonPaths& paths, const std::string& id, const s
   // reference.
   if (!s.log_to_stdout) c.log_file = paths.log_file;
   // Always passed for fusedev, whatever the recover policy (reference §4.1).
-  c.failover_policy = std::string(to_string(s.failover_policy));
+  // The reference's "flush" writes to a fusectl file only vendor kernels
+  // have (reference-nydusd.md §5.6); our nydusd knows none|resend, and
+  // resend is what recovers in-flight requests on upstream kernels.
+  c.failover_policy = std::string(
+      to_string(s.failover_policy == FailoverPolicy::kFlush ? FailoverPolicy::kResend : s.failover_policy));
   // --log-rotation-size is not passed: this project's nydusd has no log
   // rotation and rejects the flag.
   return c;

@@ -15,6 +15,7 @@
 
 #include "common/mount.h"
 #include "snapshotter/daemon_config.h"
+#include "snapshotter/supervisor.h"
 
 namespace nydus::snapshotter {
 
@@ -111,6 +112,11 @@ std::string log_tail(const std::string& path, size_t max_bytes) {
 
 Result<DaemonInfo> wait_for_running(int pidfd, DaemonClient& client, const std::string& log_file,
                                     std::chrono::milliseconds timeout) {
+  return wait_for_state(pidfd, client, log_file, kStateRunning, timeout);
+}
+
+Result<DaemonInfo> wait_for_state(int pidfd, DaemonClient& client, const std::string& log_file,
+                                  std::string_view state, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   // The socket appears when nydusd binds it: an inotify event on its
   // directory wakes us at once instead of a polling interval.
@@ -129,13 +135,13 @@ Result<DaemonInfo> wait_for_running(int pidfd, DaemonClient& client, const std::
     int left = remaining_ms(deadline);
     if (left == 0) {
       return make_error(ErrorKind::kTimeout, "{}",
-                        with_log(fmt::format("nydusd ({}) not RUNNING after {} ms: {}", client.api_socket(),
+                        with_log(fmt::format("nydusd ({}) not {} after {} ms: {}", client.api_socket(), state,
                                              timeout.count(), last),
                                  log_file));
     }
     auto info = client.get_info(std::min<std::chrono::milliseconds>(kProbeTimeout, std::chrono::milliseconds(left)));
     if (info.ok()) {
-      if (info->state == kStateRunning) return info;
+      if (info->state == state) return info;
       last = fmt::format("state {}", info->state);
     } else if (info.error().kind() == ErrorKind::kNotReady || info.error().kind() == ErrorKind::kTimeout) {
       // Not bound or not listening yet (or a slow probe): wait for the
@@ -218,6 +224,7 @@ Result<std::unique_ptr<DaemonManager>> DaemonManager::open(DaemonManagerOptions 
   auto version = launcher.version(o.nydusd_path);
   if (!version.ok()) return std::move(version).error().wrap("asking nydusd for its version");
   m->binary_version_ = version->display();
+  m->nydusd_path_ = o.nydusd_path;
   spdlog::info("daemon manager: nydusd {} ({}), daemon_mode {}", o.nydusd_path, m->binary_version_,
                to_string(o.mode));
 
@@ -258,6 +265,16 @@ Status DaemonManager::recover_daemon(const DaemonRecord& record, const std::vect
   auto daemon = std::make_shared<Daemon>(record, clients_.make(record.api_socket));
   std::lock_guard<std::mutex> op(daemon->operation_mutex());
   for (const auto& inst : instances) daemon->add_instance(inst.snapshot_id);
+  if (options_.supervisors && !record.supervisor_path.empty()) {
+    // A fresh, empty store entry at the same path: the daemon's next save
+    // (asked for below once it is adopted) fills it again.
+    auto added = options_.supervisors->add(record.id);
+    if (!added.ok()) spdlog::error("nydusd {}: supervisor socket: {}", record.id, added.error().message());
+  } else if (options_.supervisors) {
+    spdlog::warn("nydusd {} was started without a supervisor (recover_policy was not failover); it cannot fail "
+                 "over until it is restarted",
+                 record.id);
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     daemons_[record.id] = daemon;
@@ -301,6 +318,7 @@ DaemonManager::Adoption DaemonManager::try_adopt(Daemon& daemon) {
     return Adoption::kDead;
   }
   daemon.set_process(std::move(process).value());
+  if (options_.supervisors && !r.supervisor_path.empty()) options_.supervisors->set_owner(r.id, daemon.pid());
   auto info = daemon.client().get_info(kAdoptProbeTimeout);
   if (info.ok() && info->state != kStateRunning) {
     // Caught in the middle of its start (we died while waiting for it).
@@ -317,6 +335,7 @@ DaemonManager::Adoption DaemonManager::try_adopt(Daemon& daemon) {
   if (!w.ok()) spdlog::warn("nydusd {}: {}", r.id, w.error().message());
   auto p = persist(daemon);
   if (!p.ok()) spdlog::warn("nydusd {}: {}", r.id, p.error().message());
+  notify_running(daemon);
   return Adoption::kLive;
 }
 
@@ -369,6 +388,7 @@ Status DaemonManager::restart(Daemon& daemon, const std::vector<InstanceRecord>&
   NYDUS_TRY(watch(daemon));
   NYDUS_TRY(persist(daemon));
   spdlog::info("restarted nydusd {} as pid {}", r.id, daemon.pid());
+  notify_running(daemon);
   return ok_status();
 }
 
@@ -393,6 +413,7 @@ void DaemonManager::reclaim_leftover(const DaemonRecord& record) {
     return tx.commit();
   }();
   if (!deleted.ok()) spdlog::warn("deleting record of daemon {}: {}", record.id, deleted.error().message());
+  if (options_.supervisors) options_.supervisors->remove(record.id);
   remove_daemon_files(record, true);
 }
 
@@ -402,22 +423,123 @@ void DaemonManager::reclaim_leftover(const DaemonRecord& record) {
 Status DaemonManager::spawn_daemon(Daemon& daemon, const std::optional<InstanceRecord>& dedicated_instance) {
   // A (re)start runs the configured binary, which may differ from the one
   // recorded (the operator replaced it while the daemon was down).
-  daemon.set_binary(options_.nydusd_path, binary_version_);
+  daemon.set_binary(nydusd_path(), binary_version());
   DaemonRecord r = daemon.record();
+  DaemonLaunchSettings launch = options_.launch;
+  launch.supervisor = r.supervisor_path;
+  launch.upgrade = false;
   DaemonPaths paths = daemon_paths(options_.root, options_.log_dir, r.id);
   paths.api_socket = r.api_socket;
   paths.config_file = r.config_path;
   if (!r.log_file.empty()) paths.log_file = r.log_file;
   DaemonCommand command =
-      daemon.shared() ? shared_fuse_command(paths, r.id, r.mountpoint, options_.launch)
+      daemon.shared() ? shared_fuse_command(paths, r.id, r.mountpoint, launch)
                       : dedicated_fuse_command(paths, r.id, dedicated_instance ? dedicated_instance->bootstrap : "",
-                                               r.mountpoint, options_.launch);
+                                               r.mountpoint, launch);
   std::vector<std::string> args = daemon_args(command);
   spdlog::info("starting nydusd {}: {} {}", r.id, r.binary_path, fmt::join(args, " "));
   auto process = launcher_.spawn(r.binary_path, args, options_.launch.log_to_stdout ? "" : paths.log_file);
   if (!process.ok()) return std::move(process).error().wrap(fmt::format("starting nydusd {}", r.id));
   daemon.set_process(std::move(process).value());
+  if (options_.supervisors && !r.supervisor_path.empty()) options_.supervisors->set_owner(r.id, daemon.pid());
   return persist(daemon);
+}
+
+Result<Process> DaemonManager::spawn_successor(Daemon& daemon, const std::string& binary,
+                                               const std::string& api_socket) {
+  DaemonRecord r = daemon.record();
+  if (r.supervisor_path.empty()) {
+    return make_error(ErrorKind::kFailedPrecondition, "nydusd {} has no supervisor: it cannot be taken over", r.id);
+  }
+  DaemonPaths paths = daemon_paths(options_.root, options_.log_dir, r.id);
+  paths.api_socket = api_socket;
+  paths.config_file = r.config_path;
+  if (!r.log_file.empty()) paths.log_file = r.log_file;
+  DaemonLaunchSettings launch = options_.launch;
+  launch.supervisor = r.supervisor_path;
+  launch.upgrade = true;
+  // --upgrade: mount nothing, wait in INIT for the takeover. The bootstrap
+  // and config come from the saved state, not the command line.
+  DaemonCommand command = shared_fuse_command(paths, r.id, r.mountpoint, launch);
+  std::vector<std::string> args = daemon_args(command);
+  ::unlink(api_socket.c_str());
+  spdlog::info("starting successor of nydusd {}: {} {}", r.id, binary, fmt::join(args, " "));
+  std::string output = options_.launch.log_to_stdout ? "" : paths.log_file;
+  auto process = launcher_.spawn(binary, args, output);
+  if (!process.ok()) return std::move(process).error().wrap(fmt::format("starting a successor of nydusd {}", r.id));
+  return process;
+}
+
+Status DaemonManager::request_save(Daemon& daemon) {
+  SupervisorStore* sup = options_.supervisors;
+  DaemonRecord r = daemon.record();
+  if (!sup || r.supervisor_path.empty()) return ok_status();
+  uint64_t before = sup->saves(r.id);
+  // Right after RUNNING the kernel's FUSE INIT may still be on its way to the
+  // workers: nydusd answers NotReady until it was negotiated (nothing to
+  // save yet). Retry that with a short back-off, bounded by kSaveWait.
+  const auto deadline = Clock::now() + SupervisorStore::kSaveWait;
+  auto backoff = kInitialBackoff;
+  while (true) {
+    auto sent = daemon.client().send_fd();
+    if (sent.ok()) break;
+    if (sent.error().kind() != ErrorKind::kNotReady || remaining_ms(deadline) == 0) return sent;
+    wait_readable(daemon.pidfd(), -1, std::min(remaining_ms(deadline), static_cast<int>(backoff.count())));
+    backoff = std::min(backoff * 2, kMaxBackoff);
+  }
+  if (!sup->wait_save(r.id, before, SupervisorStore::kSaveWait)) {
+    return make_error(ErrorKind::kTimeout, "nydusd {}: its save did not reach the supervisor within {} ms", r.id,
+                      SupervisorStore::kSaveWait.count());
+  }
+  return ok_status();
+}
+
+Status DaemonManager::restart_daemon(Daemon& daemon) {
+  std::vector<InstanceRecord> mine;
+  for (const auto& inst : instances()) {
+    if (inst.daemon_id == daemon.id()) mine.push_back(inst);
+  }
+  if (!daemon.shared() && mine.empty()) {
+    return make_error(ErrorKind::kNotFound, "nydusd {} serves no instance", daemon.id());
+  }
+  return restart(daemon, mine);
+}
+
+Result<std::vector<DaemonRecord>> DaemonManager::daemon_records() {
+  NYDUS_ASSIGN_OR_RETURN(Transaction tx, store_.begin(Transaction::Mode::kRead));
+  return store_.list_daemons(tx);
+}
+
+std::string DaemonManager::binary_version() const {
+  std::lock_guard<std::mutex> lock(binary_mu_);
+  return binary_version_;
+}
+
+std::string DaemonManager::nydusd_path() const {
+  std::lock_guard<std::mutex> lock(binary_mu_);
+  return nydusd_path_;
+}
+
+void DaemonManager::set_nydusd_binary(std::string path, std::string version) {
+  std::lock_guard<std::mutex> lock(binary_mu_);
+  nydusd_path_ = std::move(path);
+  binary_version_ = std::move(version);
+}
+
+DaemonDeathHandler* DaemonManager::handler() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return death_handler_;
+}
+
+// After RUNNING: the supervisor gets a fresh state (the daemon reached INIT,
+// so there is something to save), then the policy may prepare a standby.
+void DaemonManager::notify_running(Daemon& daemon) {
+  auto st = request_save(daemon);
+  if (!st.ok()) {
+    spdlog::warn("nydusd {}: saving its state to the supervisor: {} (a crash before the next save cannot fail over)",
+                 daemon.id(), st.error().message());
+  }
+  if (auto* h = handler()) h->on_daemon_running(daemon);
 }
 
 Status DaemonManager::wait_until_running(Daemon& daemon) {
@@ -491,6 +613,7 @@ void DaemonManager::abort_start(Daemon& daemon) {
     return tx.commit();
   }();
   if (!deleted.ok()) spdlog::warn("deleting record of daemon {}: {}", r.id, deleted.error().message());
+  if (options_.supervisors) options_.supervisors->remove(r.id);
   // The log stays: it explains the failure.
   remove_daemon_files(r, false);
   std::lock_guard<std::mutex> lock(mu_);
@@ -524,11 +647,14 @@ Result<std::shared_ptr<Daemon>> DaemonManager::create_daemon(DaemonMode mode,
   r.mountpoint = mountpoint;
   r.daemon_mode = std::string(mode == DaemonMode::kShared ? kModeShared : kModeDedicated);
   r.fs_driver = "fusedev";
-  r.binary_path = options_.nydusd_path;
-  r.version = binary_version_;
   r.state = std::string(kStateStarting);
   r.config_path = paths.config_file;
   r.log_file = options_.launch.log_to_stdout ? "" : paths.log_file;
+  r.binary_path = nydusd_path();
+  r.version = binary_version();
+  if (options_.supervisors) {
+    NYDUS_ASSIGN_OR_RETURN(r.supervisor_path, options_.supervisors->add(r.id));
+  }
 
   NYDUS_TRY(mkdir_p(paths.config_dir, 0700));
   NYDUS_TRY(mkdir_p(paths.socket_dir, 0755));
@@ -617,6 +743,7 @@ Result<std::string> DaemonManager::mount_dedicated(const RafsMountRequest& reque
   }
   spdlog::info("nydusd {} (pid {}) serves snapshot {} ({}) at {}", daemon->id(), daemon->pid(), inst.snapshot_id,
                inst.image_id, mountpoint);
+  notify_running(*daemon);
   return mountpoint;
 }
 
@@ -647,6 +774,7 @@ Result<std::shared_ptr<Daemon>> DaemonManager::ensure_shared_daemon() {
     return std::move(started).error().wrap("starting the shared nydusd");
   }
   spdlog::info("shared nydusd {} (pid {}) serves {}", daemon->id(), daemon->pid(), shared_mountpoint());
+  notify_running(*daemon);
   return daemon;
 }
 
@@ -694,6 +822,11 @@ Result<std::string> DaemonManager::mount_shared(const RafsMountRequest& request)
   }
   spdlog::info("shared nydusd {} serves snapshot {} ({}) at {}", daemon->id(), inst.snapshot_id, inst.image_id,
                inst.mountpoint);
+  // The supervisor's state must carry the new mount before a crash.
+  if (auto st = request_save(*daemon); !st.ok()) {
+    spdlog::warn("shared nydusd {}: saving after mounting {}: {}", daemon->id(), inst.snapshot_id,
+                 st.error().message());
+  }
   return inst.mountpoint;
 }
 
@@ -731,11 +864,18 @@ Result<bool> DaemonManager::umount(const std::string& snapshot_id) {
     std::lock_guard<std::mutex> lock(mu_);
     instances_.erase(snapshot_id);
     spdlog::info("shared nydusd {} no longer serves snapshot {}", r.id, snapshot_id);
+    if (daemon->state() == kStateRunning) {
+      if (auto st = request_save(*daemon); !st.ok()) {
+        spdlog::warn("shared nydusd {}: saving after unmounting {}: {}", r.id, snapshot_id, st.error().message());
+      }
+    }
     return true;
   }
 
   // Dedicated: the process goes first, the records after (see the header).
+  if (auto* h = handler()) h->on_daemon_stopping(*daemon);
   stop_process(*daemon);
+  if (options_.supervisors) options_.supervisors->remove(r.id);
   {
     NYDUS_ASSIGN_OR_RETURN(Transaction tx, store_.begin(Transaction::Mode::kWrite));
     NYDUS_TRY(store_.delete_instance(tx, snapshot_id));
@@ -853,7 +993,9 @@ void DaemonManager::close(bool cleanup) {
   if (auto shared = shared_daemon(); shared && shared->refcount() == 0) {
     std::lock_guard<std::mutex> op(shared->operation_mutex());
     DaemonRecord r = shared->record();
+    if (auto* h = handler()) h->on_daemon_stopping(*shared);
     stop_process(*shared);
+    if (options_.supervisors) options_.supervisors->remove(r.id);
     auto deleted = [&]() -> Status {
       NYDUS_ASSIGN_OR_RETURN(Transaction tx, store_.begin(Transaction::Mode::kWrite));
       NYDUS_TRY(store_.delete_daemon(tx, r.id));

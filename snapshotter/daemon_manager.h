@@ -36,7 +36,14 @@
 //
 // Liveness: a LivenessMonitor watches every serving daemon's pidfd and a held
 // API connection. A death is logged with the exit status and log tail,
-// recorded (state DIED), and handed to the DaemonDeathHandler hook.
+// recorded (state DIED), and handed to the DaemonDeathHandler hook (the
+// RecoveryController, recovery.h).
+//
+// Supervisor (options.supervisors): every daemon is started with
+// --supervisor <root>/supervisor/<id>.sock --id <id>; the spawned pid is the
+// socket's owner (the only process allowed to save), and a fresh save is
+// requested after RUNNING (also after re-adoption) and after every shared
+// mount change, so the store always holds the current state and FUSE fd.
 //
 // Threads and locks. Calls arrive from gRPC threads concurrently; the
 // monitor thread delivers deaths. Lock order (never acquire leftwards):
@@ -90,7 +97,16 @@ class DaemonDeathHandler {
  public:
   virtual ~DaemonDeathHandler() = default;
   virtual void on_daemon_death(Daemon& daemon) = 0;
+  // A daemon started serving (first start or re-adoption), after its state
+  // was saved to the supervisor. Called with the daemon's operation mutex
+  // held: implementations only queue work (e.g. a hot standby).
+  virtual void on_daemon_running(Daemon& /*daemon*/) {}
+  // A daemon is being stopped for good (its instance went away). Called with
+  // its operation mutex held, before the process is signalled.
+  virtual void on_daemon_stopping(Daemon& /*daemon*/) {}
 };
+
+class SupervisorStore;
 
 struct DaemonManagerOptions {
   std::string root;          // the snapshotter root (canonical)
@@ -101,6 +117,13 @@ struct DaemonManagerOptions {
   std::string log_dir;       // nydusd logs go to <log_dir>/<id>/nydusd.log
   DaemonLaunchSettings launch;
   std::chrono::milliseconds start_timeout = kDaemonStartTimeout;
+  // Every daemon gets a supervisor socket (--supervisor
+  // <root>/supervisor/<id>.sock --id <id>); its state is saved after it
+  // reaches RUNNING and after every mount change. main passes one whatever
+  // the recover_policy, since hot upgrade needs the held state too. Not
+  // owned; must outlive the manager. nullptr: no supervisor, no failover
+  // and no upgrade.
+  SupervisorStore* supervisors = nullptr;
 };
 
 struct RafsMountRequest {
@@ -147,8 +170,18 @@ class DaemonManager {
   // every daemon serving an instance keeps running for the next snapshotter.
   void close(bool cleanup);
 
+  // (options().nydusd_path is the binary at open(); nydusd_path() is current.)
   const DaemonManagerOptions& options() const { return options_; }
-  const std::string& binary_version() const { return binary_version_; }
+  // The binary new daemons run and its version; an upgrade replaces both.
+  std::string binary_version() const;
+  std::string nydusd_path() const;
+  void set_nydusd_binary(std::string path, std::string version);
+  // `binary --version` through the launcher.
+  Result<BinaryVersion> probe_binary(const std::string& binary) { return launcher_.version(binary); }
+  SupervisorStore* supervisors() const { return options_.supervisors; }
+  LivenessMonitor& monitor() { return *monitor_; }
+  Result<std::vector<DaemonRecord>> daemon_records();
+  std::unique_ptr<DaemonClient> make_client(const std::string& api_socket) { return clients_.make(api_socket); }
 
   // --- building blocks for the recovery policies (failover work) ---
   // Spawns the daemon's process from its record with the current settings
@@ -160,6 +193,19 @@ class DaemonManager {
   Status watch(Daemon& daemon);
   // Writes the daemon's in-memory record (state, pid, version) to the store.
   Status persist(Daemon& daemon);
+  // Asks the daemon for a fresh save (PUT fuse/sendfd) and waits until the
+  // supervisor stored it. No-op without a supervisor.
+  Status request_save(Daemon& daemon);
+  // Spawns `binary --upgrade` with the daemon's command line on
+  // `api_socket` (a successor for failover, upgrade or hot standby). The
+  // Process is not attached to the daemon. (No parent-death signal, not
+  // even for a hot standby: the standby becomes the serving daemon and must
+  // then survive a snapshotter crash.)
+  Result<Process> spawn_successor(Daemon& daemon, const std::string& binary, const std::string& api_socket);
+  // Plain restart (recover_policy=restart): stale mount and socket cleared,
+  // fresh daemon, shared instances re-mounted. Caller holds the operation
+  // mutex.
+  Status restart_daemon(Daemon& daemon);
 
  private:
   DaemonManager(DaemonManagerOptions options, MetaStore& store, DaemonLauncher& launcher,
@@ -186,12 +232,16 @@ class DaemonManager {
   std::string shared_mountpoint() const;
 
   void on_liveness_event(const LivenessEvent& event);
+  void notify_running(Daemon& daemon);
+  DaemonDeathHandler* handler() const;
 
   DaemonManagerOptions options_;
   MetaStore& store_;
   DaemonLauncher& launcher_;
   DaemonClientFactory& clients_;
-  std::string binary_version_;
+  mutable std::mutex binary_mu_;
+  std::string nydusd_path_;     // guarded by binary_mu_: options_.nydusd_path until an upgrade
+  std::string binary_version_;  // guarded by binary_mu_
   std::unique_ptr<LivenessMonitor> monitor_;
   std::unique_ptr<KeyedLocks> instance_locks_;
   std::mutex shared_mu_;
@@ -215,5 +265,9 @@ std::string log_tail(const std::string& path, size_t max_bytes = kLogTailBytes);
 // only turns a hang into kTimeout. `pidfd` may be -1 (no process to watch).
 Result<DaemonInfo> wait_for_running(int pidfd, DaemonClient& client, const std::string& log_file,
                                     std::chrono::milliseconds timeout);
+// The same for any reported state (INIT for a successor started with
+// --upgrade, READY after a takeover).
+Result<DaemonInfo> wait_for_state(int pidfd, DaemonClient& client, const std::string& log_file,
+                                  std::string_view state, std::chrono::milliseconds timeout);
 
 }  // namespace nydus::snapshotter

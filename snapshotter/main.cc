@@ -42,9 +42,12 @@
 #include "snapshotter/daemon_manager.h"
 #include "snapshotter/fs_util.h"
 #include "snapshotter/nydus_mounter.h"
+#include "snapshotter/recovery.h"
 #include "snapshotter/snapshots_service.h"
 #include "snapshotter/snapshotter.h"
 #include "snapshotter/store.h"
+#include "snapshotter/supervisor.h"
+#include "snapshotter/system_api.h"
 
 #ifndef NYDUS_VERSION
 #define NYDUS_VERSION "unknown"
@@ -204,7 +207,12 @@ int run(const CommandLine& cmd) {
 
   ProcessLauncher launcher;
   HttpDaemonClientFactory clients;
+  // Declared in dependency order: destroyed in reverse (system API, recovery,
+  // manager, supervisors).
+  std::unique_ptr<SupervisorStore> supervisors;
   std::unique_ptr<DaemonManager> manager;
+  std::unique_ptr<RecoveryController> recovery;
+  std::unique_ptr<SystemApiServer> system_api;
   std::string unavailable;
   if (config.daemon_mode == DaemonMode::kNone) {
     unavailable = "daemon_mode is \"none\" (no nydusd is started)";
@@ -235,14 +243,19 @@ int run(const CommandLine& cmd) {
       mo.launch.log_level = config.log.level;
       mo.launch.log_to_stdout = config.log.log_to_stdout;
       mo.launch.failover_policy = config.daemon.failover_policy;
+      // Every daemon gets a supervisor socket, whatever the policy: hot
+      // upgrade needs the held state and fd too. (With none and restart the
+      // fd is let go when the daemon dies; see recovery.h.)
+      auto sup = SupervisorStore::open(config.root + "/supervisor");
+      if (!sup.ok()) return fail(sup.error());
+      supervisors = std::move(sup).value();
+      mo.supervisors = supervisors.get();
       auto opened = DaemonManager::open(std::move(mo), **store, launcher, clients);
       if (!opened.ok()) return fail(opened.error());
       manager = std::move(opened).value();
-      if (config.daemon.recover_policy != RecoverPolicy::kNone) {
-        spdlog::warn("recover_policy \"{}\" is not implemented yet: a nydusd that dies while the snapshotter "
-                     "runs is logged and recorded; dead daemons are restarted at the next snapshotter start",
-                     to_string(config.daemon.recover_policy));
-      }
+      recovery = std::make_unique<RecoveryController>(*manager, RecoveryOptions::from_config(config.daemon));
+      spdlog::info("recover_policy {}{}", to_string(config.daemon.recover_policy),
+                   config.daemon.hot_standby ? " with hot standby" : "");
     }
   }
   if (!unavailable.empty()) spdlog::warn("nydus images cannot be served: {}; plain OCI layers can", unavailable);
@@ -279,6 +292,19 @@ int run(const CommandLine& cmd) {
     return fail(Error::from_errno(errno, fmt::format("stat {}", config.address)));
   }
   spdlog::info("serving containerd.services.snapshots.v1.Snapshots on unix:{}", config.address);
+  if (config.system.enable) {
+    if (!recovery) {
+      spdlog::warn("system.enable: no system API without nydusd daemons ({})", unavailable);
+    } else {
+      auto started = start_system_api(config.system.address, *recovery);
+      if (!started.ok()) {
+        server->Shutdown();
+        return fail(started.error());
+      }
+      system_api = std::move(started).value();
+      spdlog::info("system API on unix:{}", config.system.address);
+    }
+  }
 
   // The signals are blocked in every thread (see main), so sigwait sees them.
   sigset_t stop_signals;
@@ -299,6 +325,8 @@ int run(const CommandLine& cmd) {
 
   server->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
   server->Wait();
+  if (system_api) system_api->stop();
+  if (recovery) recovery->stop();
   if (manager) manager->close(config.cleanup_on_close);
   // Remove the socket only if it is still the one we created.
   struct stat now {};

@@ -7,6 +7,7 @@
 // the nydusd daemons by the pids their records name, after checking their
 // command line belongs to this test's root); every mount lives below the
 // test's TempDir, which detaches them.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <unistd.h>
@@ -28,7 +29,7 @@
 #include "snapshotter/store.h"
 #include "tests/integration/nydusd/nydusd_support.h"
 #include "tests/unit/snapshotter/snapshotter_backends.h"
-#include "tests/unit/snapshotter/test_process.h"
+#include "tests/support/test_child.h"
 
 using namespace nydus;
 using namespace nydus::snapshotter;
@@ -108,7 +109,8 @@ struct SnapshotterUnderTest {
   std::unique_ptr<TestChild> process;
   std::unique_ptr<GrpcClient> client;
 
-  explicit SnapshotterUnderTest(std::string daemon_mode) : mode(std::move(daemon_mode)) {
+  explicit SnapshotterUnderTest(std::string daemon_mode, const std::string& recover_policy = "restart")
+      : mode(std::move(daemon_mode)) {
     fs::create_directories(blobs);
     fs::path tmpl = dir / "nydusd-config.json";
     std::ofstream(tmpl) << json{{"device",
@@ -125,6 +127,7 @@ struct SnapshotterUnderTest {
                           << "nydusd_path = \"" << nydus::testing::bin_path("nydusd") << "\"\n"
                           << "nydusd_config = \"" << tmpl.string() << "\"\n"
                           << "threads_number = 2\n"
+                          << "recover_policy = \"" << recover_policy << "\"\n"
                           << "[log]\nlevel = \"debug\"\n";
   }
 
@@ -267,8 +270,12 @@ TEST_CASE("dedicated: Prepare over a nydus meta layer serves the image and remov
   CHECK(is_mountpoint(d.mountpoint));
   auto cmd = must(read_proc_cmdline(static_cast<pid_t>(d.pid)));
   CHECK(cmdline_serves_api_socket(cmd, d.api_socket));
-  CHECK(fmt::format("{}", fmt::join(cmd, " ")).find("fuse --thread-num 2 --config " + d.config_path) !=
-        std::string::npos);
+  // Every daemon has a supervisor socket (failover and hot upgrade), which
+  // brings --id and --supervisor in the reference's positions.
+  std::string joined = fmt::format("{}", fmt::join(cmd, " "));
+  CHECK(joined.find("fuse --thread-num 2 --id " + d.id + " --config " + d.config_path) != std::string::npos);
+  CHECK_FALSE(d.supervisor_path.empty());
+  CHECK(joined.find("--supervisor " + d.supervisor_path) != std::string::npos);
   REQUIRE(s.instances().size() == 1);
   CHECK(s.instances()[0].daemon_id == d.id);
   CHECK(mounts->at(0).options.back() == "lowerdir=" + d.mountpoint);
@@ -417,4 +424,73 @@ TEST_CASE("kill -9 of the snapshotter: the restarted one re-adopts the live nydu
   must(s.client->cleanup());
   CHECK(wait_gone(before[0].pid));
   CHECK(s.daemons().empty());
+}
+
+// Shared mode: images attached with POST /api/v1/mount after the daemon
+// started. The supervisor must hold a save taken after both mounts, or the
+// successor would come back without one of them.
+TEST_CASE("failover: kill -9 of a shared nydusd serving two images loses no read", "[snapshotter][nydusd]") {
+  SnapshotterUnderTest s("shared", "failover");
+  Image a = build_image(s.dir / "a", s.blobs, 41);
+  Image b = build_image(s.dir / "b", s.blobs, 42);
+  s.start();
+  s.pull("image-a", a);
+  s.pull("image-b", b);
+  auto ma = s.client->prepare("ca", "image-a");
+  INFO(s.log());
+  REQUIRE(ma.ok());
+  auto mb = s.client->prepare("cb", "image-b");
+  REQUIRE(mb.ok());
+  apply_mounts(*ma, s.dir / "ra");
+  apply_mounts(*mb, s.dir / "rb");
+  auto before = s.daemons();
+  REQUIRE(before.size() == 1);
+
+  // Readers of both images; each file's page cache is dropped after it was
+  // checked, so every round goes to nydusd again.
+  std::vector<std::pair<fs::path, std::string>> files;
+  for (const auto& [img, root] : {std::pair{&a, s.dir / "ra"}, std::pair{&b, s.dir / "rb"}}) {
+    for (auto it = fs::recursive_directory_iterator(img->source); it != fs::recursive_directory_iterator(); ++it) {
+      if (it->is_regular_file() && !it->is_symlink()) {
+        files.emplace_back(root / it->path().lexically_relative(img->source), nydus::testing::read_file(it->path()));
+      }
+    }
+  }
+  REQUIRE(files.size() >= 2);
+  std::atomic<bool> stop{false};
+  std::atomic<int> errors{0};
+  RoundCounter reads;
+  std::thread reader([&] {
+    std::string buf;
+    while (!stop) {
+      for (const auto& [path, expected] : files) {
+        UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+        buf.assign(expected.size() + 1, '\0');
+        ssize_t n = fd ? ::pread(fd.get(), buf.data(), buf.size(), 0) : -1;
+        if (n != static_cast<ssize_t>(expected.size()) || buf.compare(0, expected.size(), expected) != 0) ++errors;
+        if (fd) ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
+        reads.add();
+      }
+    }
+  });
+  REQUIRE(reads.wait_for(50));
+  for (int round = 0; round < 2; ++round) {
+    auto d = s.daemons();
+    REQUIRE(d.size() == 1);
+    ::kill(static_cast<pid_t>(d[0].pid), SIGKILL);
+    REQUIRE(wait_gone(d[0].pid));
+    int now = reads.get();
+    CHECK(reads.wait_for(now + 50));
+    auto after = s.daemons();
+    REQUIRE(after.size() == 1);
+    CHECK(after[0].id == d[0].id);
+    CHECK(after[0].pid != d[0].pid);
+    CHECK(after[0].state == "RUNNING");
+  }
+  stop = true;
+  reader.join();
+  CHECK(errors == 0);
+  CHECK(s.log().find("failover done in") != std::string::npos);
+  must(unmount((s.dir / "ra").string()));
+  must(unmount((s.dir / "rb").string()));
 }

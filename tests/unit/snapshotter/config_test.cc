@@ -397,3 +397,47 @@ TEST_CASE("fs_driver fscache forces the shared daemon mode") {
   REQUIRE(c->notes.size() == 1);
   CHECK(c->notes[0].find("fscache") != std::string::npos);
 }
+
+TEST_CASE("recovery keys: crash-loop limit and window and back-off and the failed connection") {
+  Config d = parse_ok("version = 1");
+  CHECK(d.daemon.crash_loop_limit == 5);
+  CHECK(d.daemon.crash_loop_window_secs == 60);
+  CHECK(d.daemon.recover_backoff_ms == 100);
+  CHECK(d.daemon.recover_backoff_max_ms == 5000);
+  CHECK_FALSE(d.daemon.failed_abort_connection);
+
+  Config c = parse_ok(
+      "version = 1\n[daemon]\nrecover_policy = \"failover\"\nhot_standby = true\ncrash_loop_limit = 3\n"
+      "crash_loop_window_secs = 10\nrecover_backoff_ms = 50\nrecover_backoff_max_ms = 400\n"
+      "failed_abort_connection = true\n");
+  CHECK(c.daemon.hot_standby);
+  CHECK(c.daemon.crash_loop_limit == 3);
+  CHECK(c.daemon.crash_loop_window_secs == 10);
+  CHECK(c.daemon.recover_backoff_ms == 50);
+  CHECK(c.daemon.recover_backoff_max_ms == 400);
+  CHECK(c.daemon.failed_abort_connection);
+  CHECK(c.notes.empty());  // every key is known
+
+  expect_toml_error("version = 1\n[daemon]\ncrash_loop_limit = 0", {"daemon.crash_loop_limit = 0", "between 1"});
+  expect_toml_error("version = 1\n[daemon]\ncrash_loop_window_secs = 0", {"daemon.crash_loop_window_secs = 0"});
+  expect_toml_error("version = 1\n[daemon]\nrecover_backoff_ms = -1", {"daemon.recover_backoff_ms = -1"});
+  expect_toml_error("version = 1\n[daemon]\nfailed_abort_connection = 1",
+                    {"daemon.failed_abort_connection = 1", "expected a boolean"});
+  // Relations between keys are validate_config's.
+  Config inverted = parse_ok("version = 1\n[daemon]\nrecover_backoff_ms = 500\nrecover_backoff_max_ms = 100");
+  auto st = validate_config(inverted);
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.error().message().find("daemon.recover_backoff_max_ms = 100") != std::string::npos);
+}
+
+TEST_CASE("failover_policy flush is accepted as in the reference and noted") {
+  nydus::testing::TempDir dir("config-flush");
+  write_file(dir / "config.toml", "version = 1\n[daemon]\nfailover_policy = \"flush\"\n");
+  FlagOverrides flags;
+  flags.config_path = (dir / "config.toml").string();
+  auto c = load_config(flags);
+  REQUIRE(c.ok());
+  CHECK(c->daemon.failover_policy == FailoverPolicy::kFlush);
+  REQUIRE(c->notes.size() == 1);
+  CHECK(c->notes[0].find("resend") != std::string::npos);
+}

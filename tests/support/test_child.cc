@@ -1,110 +1,72 @@
-#include "tests/unit/snapshotter/test_process.h"
+#include "tests/support/test_child.h"
 
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/eventfd.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <fstream>
 #include <stdexcept>
 
-extern char** environ;
-
 namespace nydus::testing {
 
-namespace {
-
-int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
-
-}  // namespace
-
 TestChild::TestChild(const std::vector<std::string>& argv, const std::string& log_file) {
-  int pipefd[2];
-  if (::pipe2(pipefd, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
-  UniqueFd read_end(pipefd[0]), write_end(pipefd[1]);
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, write_end.get(), 1);
-  posix_spawn_file_actions_adddup2(&actions, write_end.get(), 2);
-  // The test blocks no signals the child should see, but reset the mask to
-  // be sure (gRPC and Catch may have changed ours).
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t empty;
-  sigemptyset(&empty);
-  posix_spawnattr_setsigmask(&attr, &empty);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
-
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  int rc = ::posix_spawn(&pid_, args[0], &actions, &attr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) throw std::runtime_error("posix_spawn " + argv[0] + ": " + std::strerror(rc));
-  write_end.reset();
-
-  pidfd_.reset(pidfd_open(pid_));
-  if (!pidfd_) {
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    throw std::runtime_error("pidfd_open failed");
-  }
-  stop_fd_.reset(::eventfd(0, EFD_CLOEXEC));
-  reader_ = std::thread([this, fd = read_end.release(), log_file] { reader_loop(fd, log_file); });
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+  UniqueFd read_end(fds[0]), write_end(fds[1]);
+  SpawnOptions o;
+  o.argv = argv;
+  o.stdin_redirect = Redirect::null();
+  o.fds = {{write_end.get(), 1}, {write_end.get(), 2}};
+  auto p = Process::spawn(o);
+  if (!p.ok()) throw std::runtime_error(p.error().message());
+  process_.emplace(std::move(p).value());
+  write_end.reset();  // the child holds the only write end now
+  stop_fd_ = UniqueFd(::eventfd(0, EFD_CLOEXEC));
+  // The reader watches its own copy of the pidfd: the Process may close its
+  // one while the reader still polls.
+  UniqueFd pidfd(::fcntl(process_->pidfd(), F_DUPFD_CLOEXEC, 3));
+  if (!stop_fd_ || !pidfd) throw std::runtime_error("eventfd or dup failed");
+  reader_ = std::thread([this, out = std::move(read_end), pid = std::move(pidfd), log_file]() mutable {
+    reader_loop(std::move(out), std::move(pid), log_file);
+  });
 }
 
 TestChild::~TestChild() {
-  if (!reaped_) {
-    ::kill(pid_, SIGKILL);
-    int status;
-    ::waitpid(pid_, &status, 0);
-    reaped_ = true;
-  }
+  // The reader stops on request (a grandchild, e.g. a daemon the child
+  // started, may keep the pipe open forever); then Process's destructor
+  // kills and reaps a child that still runs.
   uint64_t one = 1;
   if (::write(stop_fd_.get(), &one, sizeof(one)) < 0) {
-    // The reader also stops at EOF.
+    // Cannot happen with an eventfd we own; the reader also ends at EOF.
   }
   if (reader_.joinable()) reader_.join();
+  process_.reset();
 }
 
-void TestChild::reader_loop(int out_fd, std::string log_file) {
-  UniqueFd out(out_fd);
+void TestChild::reader_loop(UniqueFd out, UniqueFd pidfd, std::string log_file) {
   std::ofstream log;
   if (!log_file.empty()) log.open(log_file, std::ios::app);
   char buf[8192];
   // Reads what the pipe holds now without blocking; false at EOF.
   auto drain = [&]() {
-    int flags = ::fcntl(out.get(), F_GETFL);
-    ::fcntl(out.get(), F_SETFL, flags | O_NONBLOCK);
-    ssize_t n;
-    bool eof = false;
     while (true) {
-      n = ::read(out.get(), buf, sizeof(buf));
+      ssize_t n = ::read(out.get(), buf, sizeof(buf));  // O_NONBLOCK: EAGAIN when empty
       if (n > 0) {
         if (log.is_open()) log.write(buf, n).flush();
         std::lock_guard<std::mutex> lock(mu_);
         output_.append(buf, static_cast<size_t>(n));
         continue;
       }
-      if (n == 0) eof = true;
       if (n < 0 && errno == EINTR) continue;
-      break;
+      return n != 0;
     }
-    ::fcntl(out.get(), F_SETFL, flags);
-    return !eof;
   };
+  ::fcntl(out.get(), F_SETFL, ::fcntl(out.get(), F_GETFL) | O_NONBLOCK);
   bool watch_exit = true;
   bool open = true;
   while (open) {
-    pollfd fds[3] = {{out.get(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}, {pidfd_.get(), POLLIN, 0}};
+    pollfd fds[3] = {{out.get(), POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}, {pidfd.get(), POLLIN, 0}};
     if (::poll(fds, watch_exit ? 3 : 2, -1) < 0) {
       if (errno == EINTR) continue;
       break;
@@ -130,28 +92,14 @@ void TestChild::reader_loop(int out_fd, std::string log_file) {
   cv_.notify_all();
 }
 
-bool TestChild::running() {
-  if (reaped_) return false;
-  pollfd p{pidfd_.get(), POLLIN, 0};
-  return ::poll(&p, 1, 0) == 0;
-}
+bool TestChild::running() { return !process_->exited(); }
 
-void TestChild::signal(int sig) {
-  if (!reaped_) ::kill(pid_, sig);
-}
+void TestChild::signal(int sig) { (void)process_->kill(sig); }
 
 std::optional<int> TestChild::wait(std::chrono::milliseconds timeout) {
-  if (reaped_) return std::nullopt;
-  pollfd p{pidfd_.get(), POLLIN, 0};
-  int r;
-  do {
-    r = ::poll(&p, 1, static_cast<int>(timeout.count()));
-  } while (r < 0 && errno == EINTR);
-  if (r <= 0) return std::nullopt;
-  int status = 0;
-  ::waitpid(pid_, &status, 0);
-  reaped_ = true;
-  return status;
+  auto status = process_->wait(timeout);
+  if (!status.ok()) return std::nullopt;
+  return *status;
 }
 
 bool TestChild::wait_for_output(const std::string& needle, std::chrono::milliseconds timeout) {
@@ -166,8 +114,6 @@ std::string TestChild::output() {
   std::lock_guard<std::mutex> lock(mu_);
   return output_;
 }
-
-bool CommandResult::exited_ok() const { return status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0; }
 
 CommandResult run_command(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
   CommandResult result;

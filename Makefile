@@ -36,10 +36,15 @@ unit-test: build
 integration-test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -L integration
 
+# kill -9 and hot upgrade of nydusd under a reading container (needs root,
+# /dev/fuse, containerd and runc, all in packaging/deps.txt); ~1 minute.
 demo: build
 	@./tests/demo/run-demo.sh $(BUILD_DIR)
 
+# Binaries to $(PREFIX)/bin, the systemd unit to $(PREFIX)/lib/systemd/system,
+# configs to /etc/nydus (always /etc, also under a staging DESTDIR):
+#   make install DESTDIR=/tmp/stage
 install: build
-	DESTDIR=$(DESTDIR) cmake --install $(BUILD_DIR) --prefix $(PREFIX)
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD_DIR) --prefix $(PREFIX)
 clean:
 	rm -rf $(BUILD_DIR)

@@ -1,3 +1,20 @@
+# The shared directory beside the project (sample images, the fscache VM
+# kernel). A checkout normally sits next to it (../shared); a clone made
+# elsewhere (a CI workspace, /tmp) finds it through $NYDUS_SHARED_DIR or the
+# workplace's fixed location, so the VM tests run instead of skipping.
+if(NOT NYDUS_SHARED_DIR)
+  set(_nydus_shared_candidates "$ENV{NYDUS_SHARED_DIR}" "${CMAKE_SOURCE_DIR}/../shared" "/work/shared")
+  set(NYDUS_SHARED_DIR "${CMAKE_SOURCE_DIR}/../shared")
+  foreach(_candidate IN LISTS _nydus_shared_candidates)
+    if(_candidate AND EXISTS "${_candidate}/vm/bzImage")
+      get_filename_component(NYDUS_SHARED_DIR "${_candidate}" ABSOLUTE)
+      break()
+    endif()
+  endforeach()
+  set(NYDUS_SHARED_DIR "${NYDUS_SHARED_DIR}" CACHE PATH "The shared directory (testdata, vm kernel)")
+endif()
+message(STATUS "shared directory for tests: ${NYDUS_SHARED_DIR}")
+
 # Test registration. Every test executable is a Catch2 binary; each TEST_CASE
 # becomes one ctest test carrying a label:
 #   unit         - no privileges, no devices; always run
@@ -32,7 +49,7 @@ function(nydus_add_test name)
     NYDUS_BIN_DIR="${CMAKE_BINARY_DIR}/bin"
     NYDUS_SOURCE_DIR="${CMAKE_SOURCE_DIR}"
     NYDUS_TESTDATA_DIR="${CMAKE_SOURCE_DIR}/tests/data"
-    NYDUS_SHARED_DIR="${CMAKE_SOURCE_DIR}/../shared")
+    NYDUS_SHARED_DIR="${NYDUS_SHARED_DIR}")
   catch_discover_tests(${name}
     TEST_PREFIX "${T_LABEL}."
     PROPERTIES LABELS ${T_LABEL} TIMEOUT ${T_TIMEOUT})

@@ -37,73 +37,105 @@ std::string localfs_dir_config(const std::string& dir) {
   return config.dump();
 }
 
+// The flags both modes take, and what they become in CliOptions.
+struct CommonFlags {
+  std::string log_level = "info";
+  std::optional<std::string> apisock, id, supervisor, log_file;
+  bool upgrade = false;
+  bool version = false;
+  uint64_t rlimit = kMaxNofile;
+};
+
+void add_common_flags(CLI::App& app, CommonFlags& f, const char* upgrade_help) {
+  app.add_flag("-V,--version", f.version, "Print version information and exit");
+  app.add_option("-A,--apisock", f.apisock, "Unix socket of the HTTP control API (mode 0600)");
+  auto* id_opt = app.add_option("--id", f.id, "Daemon id (reported by the API; needs --supervisor)");
+  auto* sup_opt = app.add_option("--supervisor", f.supervisor,
+                                 "Supervisor socket for saving and restoring state (needs --id)");
+  id_opt->needs(sup_opt);
+  sup_opt->needs(id_opt);
+  app.add_flag("--upgrade", f.upgrade, upgrade_help);
+  app.add_option("-l,--log-level", f.log_level, "trace, debug, info, warn or error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "warning", "error"}))
+      ->capture_default_str();
+  app.add_option("-L,--log-file", f.log_file,
+                 "Log to this file instead of stderr (\".log\" is appended without an extension)");
+  app.add_option("--rlimit-nofile", f.rlimit, "Open file limit to set (0 leaves it unchanged)")
+      ->capture_default_str();
+}
+
+// Parses; an outcome means "stop here" (help, version or a usage error).
+std::optional<CliOutcome> parse_app(CLI::App& app, std::vector<std::string>& args, const CommonFlags& f,
+                                    std::ostream& out, std::ostream& err) {
+  try {
+    app.parse(args);
+  } catch (const CLI::CallForHelp&) {
+    out << app.help();
+    return CliOutcome{std::nullopt, 0};
+  } catch (const CLI::ParseError& e) {
+    err << "nydusd: " << e.what() << "\n";
+    return CliOutcome{std::nullopt, 2};
+  }
+  if (f.version) {
+    out << version_text();
+    return CliOutcome{std::nullopt, 0};
+  }
+  return std::nullopt;
+}
+
+CliOutcome usage_failure(std::ostream& err, const std::string& message) {
+  err << "nydusd: " << message << "\n";
+  return CliOutcome{std::nullopt, 1};
+}
+
+// The common flags' part of the options; --upgrade needs the API socket.
+Result<CliOptions> common_options(const CommonFlags& f) {
+  if (f.upgrade && !f.apisock) {
+    return make_error(ErrorKind::kInvalidArgument, "--upgrade needs --apisock to receive the takeover");
+  }
+  CliOptions options;
+  options.apisock = f.apisock;
+  options.log_level = f.log_level;
+  options.rlimit_nofile = f.rlimit;
+  if (f.log_file) {
+    options.log_file = std::filesystem::path(*f.log_file).has_extension() ? *f.log_file : *f.log_file + ".log";
+  }
+  options.daemon.id = f.id;
+  options.daemon.supervisor = f.supervisor;
+  options.daemon.upgrade = f.upgrade;
+  return options;
+}
+
 // `nydusd singleton --fscache DIR ...` (the word already dropped; args reversed).
 CliOutcome parse_singleton_cli(std::vector<std::string> args, std::ostream& out, std::ostream& err) {
   CLI::App app("nydusd singleton: serves RAFS v6 images to the kernel's EROFS over fscache "
                "(/dev/cachefiles on-demand mode); images are bound with PUT /api/v2/blobs.",
                "nydusd singleton");
   app.footer("Usage: nydusd singleton --fscache DIR --apisock SOCK [OPTIONS]");
-  std::string log_level = "info", fscache_dir;
-  std::optional<std::string> apisock, config, id, supervisor, log_file, tag;
+  std::string fscache_dir;
+  std::optional<std::string> config, tag;
   unsigned threads = fscache::kDefaultThreads;
-  bool upgrade = false, version = false;
-  uint64_t rlimit = kMaxNofile;
-  app.add_flag("-V,--version", version, "Print version information and exit");
+  CommonFlags common;
+  add_common_flags(app, common, "Start in upgrade mode: bind nothing and wait in INIT for a takeover");
   auto* dir_opt = app.add_option("-F,--fscache", fscache_dir,
                                  "cachefiles working directory (on a disk filesystem such as ext4)");
   app.add_option("--fscache-tag", tag, "cachefiles tag of the cache")->needs(dir_opt);
   app.add_option("--fscache-threads", threads, "Number of fscache worker threads")
       ->check(CLI::Range(1u, fscache::kMaxThreads))
       ->capture_default_str();
-  app.add_option("-A,--apisock", apisock, "Unix socket of the HTTP control API (mode 0600)");
   app.add_option("-C,--config", config, "JSON file {\"blobs\":[BlobCacheEntry...]} bound at startup");
-  auto* id_opt = app.add_option("--id", id, "Daemon id (reported by the API; needs --supervisor)");
-  auto* sup_opt = app.add_option("--supervisor", supervisor,
-                                 "Supervisor socket for saving and restoring state (needs --id)");
-  id_opt->needs(sup_opt);
-  sup_opt->needs(id_opt);
-  app.add_flag("--upgrade", upgrade, "Start in upgrade mode: bind nothing and wait in INIT for a takeover");
-  app.add_option("-l,--log-level", log_level, "trace, debug, info, warn or error")
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "warning", "error"}))
-      ->capture_default_str();
-  app.add_option("-L,--log-file", log_file,
-                 "Log to this file instead of stderr (\".log\" is appended without an extension)");
-  app.add_option("--rlimit-nofile", rlimit, "Open file limit to set (0 leaves it unchanged)")->capture_default_str();
-  try {
-    app.parse(args);
-  } catch (const CLI::CallForHelp&) {
-    out << app.help();
-    return {std::nullopt, 0};
-  } catch (const CLI::ParseError& e) {
-    err << "nydusd: " << e.what() << "\n";
-    return {std::nullopt, 2};
-  }
-  if (version) {
-    out << version_text();
-    return {std::nullopt, 0};
-  }
-  auto fail = [&](const std::string& message) {
-    err << "nydusd: " << message << "\n";
-    return CliOutcome{std::nullopt, 1};
-  };
+  if (auto stop = parse_app(app, args, common, out, err)) return *stop;
+  auto fail = [&](const std::string& message) { return usage_failure(err, message); };
   // A successor (--upgrade) adopts the session its predecessor bound; the
   // dir then comes from the saved state.
-  if (fscache_dir.empty() && !upgrade) {
+  if (fscache_dir.empty() && !common.upgrade) {
     return fail("singleton mode needs --fscache DIR (a blob-cache-only singleton is not supported)");
   }
-  if (upgrade && !apisock) return fail("--upgrade needs --apisock to receive the takeover");
-  CliOptions options;
-  options.apisock = apisock;
-  options.log_level = log_level;
-  options.rlimit_nofile = rlimit;
-  if (log_file) {
-    options.log_file = std::filesystem::path(*log_file).has_extension() ? *log_file : *log_file + ".log";
-  }
+  auto common_result = common_options(common);
+  if (!common_result.ok()) return fail(common_result.error().message());
+  CliOptions options = std::move(*common_result);
   DaemonOptions& d = options.daemon;
   d.mode = DaemonMode::kSingleton;
-  d.id = id;
-  d.supervisor = supervisor;
-  d.upgrade = upgrade;
   d.fscache.dir = fscache_dir;
   d.fscache.tag = tag.value_or("");
   d.fscache.threads = threads;
@@ -149,17 +181,14 @@ CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out, std::
              "       nydusd singleton --fscache DIR --apisock SOCK [OPTIONS]  (see nydusd singleton --help)\n"
              "Backends: localfs.");
 
-  std::string mountpoint, failover = "resend", log_level = "info";
-  std::optional<std::string> apisock, config, localfs_dir, bootstrap, prefetch_list, id,
-      supervisor, log_file;
+  std::string mountpoint, failover = "resend";
+  std::optional<std::string> config, localfs_dir, bootstrap, prefetch_list;
   std::string virtual_mountpoint = "/";
   unsigned threads = fuse::kDefaultThreads;
-  bool upgrade = false, writable = false, version = false;
-  uint64_t rlimit = kMaxNofile;
-
-  app.add_flag("-V,--version", version, "Print version information and exit");
+  bool writable = false;
+  CommonFlags common;
+  add_common_flags(app, common, "Start in upgrade mode: mount nothing and wait in INIT for a takeover");
   app.add_option("-M,--mountpoint", mountpoint, "Host directory where the FUSE filesystem is mounted");
-  app.add_option("-A,--apisock", apisock, "Unix socket of the HTTP control API (mode 0600)");
   auto* config_opt = app.add_option("-C,--config", config, "Filesystem config file (JSON, v1 or v2)");
   app.add_option("-D,--localfs-dir", localfs_dir,
                  "Directory with the blobs, also used as cache work_dir (instead of --config)")
@@ -175,64 +204,24 @@ CliOutcome parse_cli(int argc, const char* const* argv, std::ostream& out, std::
   app.add_option("--thread-num,--fuse-threads", threads, "Number of FUSE worker threads")
       ->check(CLI::Range(1u, fuse::kMaxThreads))
       ->capture_default_str();
-  auto* id_opt = app.add_option("--id", id, "Daemon id (reported by the API; needs --supervisor)");
-  auto* sup_opt = app.add_option("--supervisor", supervisor,
-                                 "Supervisor socket for saving and restoring state (needs --id)");
-  id_opt->needs(sup_opt);
-  sup_opt->needs(id_opt);
-  app.add_flag("--upgrade", upgrade,
-               "Start in upgrade mode: mount nothing and wait in INIT for a takeover");
   app.add_option("--failover-policy", failover,
                  "What a takeover does with requests the predecessor read: none or resend")
       ->check(CLI::IsMember({"none", "resend"}))
       ->capture_default_str();
   app.add_flag("--writable", writable, "Not supported: images are always mounted read-only");
-  app.add_option("-l,--log-level", log_level, "trace, debug, info, warn or error")
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "warning", "error"}))
-      ->capture_default_str();
-  app.add_option("-L,--log-file", log_file,
-                 "Log to this file instead of stderr (\".log\" is appended without an extension)");
-  app.add_option("--rlimit-nofile", rlimit, "Open file limit to set (0 leaves it unchanged)")
-      ->capture_default_str();
-
-  try {
-    app.parse(args);
-  } catch (const CLI::CallForHelp&) {
-    out << app.help();
-    return {std::nullopt, 0};
-  } catch (const CLI::ParseError& e) {
-    err << "nydusd: " << e.what() << "\n";
-    return {std::nullopt, 2};
-  }
-  if (version) {
-    out << version_text();
-    return {std::nullopt, 0};
-  }
-
-  auto fail = [&](const std::string& message) {
-    err << "nydusd: " << message << "\n";
-    return CliOutcome{std::nullopt, 1};
-  };
+  if (auto stop = parse_app(app, args, common, out, err)) return *stop;
+  auto fail = [&](const std::string& message) { return usage_failure(err, message); };
   if (mountpoint.empty()) return fail("--mountpoint is required");
   if (writable) return fail("--writable is not supported: RAFS images are read-only");
-  if (upgrade && !apisock) return fail("--upgrade needs --apisock to receive the takeover");
   if (bootstrap && !config && !localfs_dir) {
     return fail("--bootstrap needs --config or --localfs-dir");
   }
-
-  CliOptions options;
-  options.apisock = apisock;
-  options.log_level = log_level;
-  options.rlimit_nofile = rlimit;
-  if (log_file) {
-    options.log_file = std::filesystem::path(*log_file).has_extension() ? *log_file : *log_file + ".log";
-  }
+  auto common_result = common_options(common);
+  if (!common_result.ok()) return fail(common_result.error().message());
+  CliOptions options = std::move(*common_result);
   DaemonOptions& d = options.daemon;
   d.mountpoint = mountpoint;
   d.threads = threads;
-  d.id = id;
-  d.supervisor = supervisor;
-  d.upgrade = upgrade;
   d.failover_policy = parse_failover_policy(failover).value();
 
   std::string config_text;

@@ -1,12 +1,40 @@
-# Shared by read_bench.sh and meta_bench.sh (sourced, not run): peers to
-# mount, cleanup of exactly what the bench started, timing helpers.
+# shellcheck shell=bash
+# Shared by read_bench.sh and meta_bench.sh (sourced, not run): their
+# start, peers to mount, cleanup of exactly what the bench started, timing
+# helpers.
 #
-# A bench sets $work and $bin before calling these; bench_cleanup runs from
-# its EXIT trap: it unmounts the mountpoints this bench mounted (most recent
-# first), kills the pids it started, and removes $work unless BENCH_KEEP=1.
+# A bench calls bench_setup first (it sets $bin and $work); bench_cleanup runs
+# from its EXIT trap: it unmounts the mountpoints this bench mounted (most
+# recent first), kills the pids it started, and removes $work unless
+# BENCH_KEEP=1.
 
 bench_mounts=()
 bench_pids=()
+
+# bench_setup NAME BUILD_DIR TOOL...: checks that it runs as root and that
+# BUILD_DIR/bin has nydusd and nydus-image and the PATH every TOOL (exits 1
+# if not); sets bin; makes the work dir $work (BENCH_DIR, default a fresh
+# mktemp -d named after NAME) and installs the traps that clean it up; notes
+# the load average ($start_load) and the time ($started) at the start.
+# shellcheck disable=SC2034  # start_load and started are the bench's
+bench_setup() {
+  local name=$1 t
+  bin=$2/bin
+  shift 2
+  [[ $(id -u) == 0 ]] || { echo "run as root (mounts, drop_caches)" >&2; exit 1; }
+  for t in "$bin/nydusd" "$bin/nydus-image"; do
+    [[ -x $t ]] || { echo "$t not found (build first, or pass the build dir)" >&2; exit 1; }
+  done
+  for t in "$@"; do
+    command -v "$t" >/dev/null || { echo "$t not found (make deps)" >&2; exit 1; }
+  done
+  work=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/nydus-$name-bench-XXXXXX")}
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+  mkdir -p "$work"
+  start_load=$(cut -d' ' -f1-3 /proc/loadavg)
+  started=$(date -u '+%Y-%m-%d %H:%M UTC')
+}
 
 bench_cleanup() {
   local i m p

@@ -35,11 +35,9 @@
 // p50/p99/max over the cycles, and the stall as a RATIO to the p99 read
 // latency of the same readers on the same daemon measured just before the
 // cycles (--baseline-ms of load with no failover). Exit status 1 on any error.
-#define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -52,21 +50,13 @@
 #include <random>
 #include <sstream>
 
+#include "tests/bench/bench_content.h"
 #include "tests/bench/bench_support.h"
-#include "tests/integration/nydusd/nydusd_support.h"
-#include "tests/support/test_supervisor.h"
 
-using namespace nydus;
-using namespace nydus::testing;
 using namespace nydus::bench;
-namespace fs = std::filesystem;
 
 namespace {
 
-constexpr size_t kChunk = 1 << 20;
-constexpr size_t kSmall = 4096;
-constexpr size_t kLarge = 1 << 20;
-constexpr size_t kAlign = 4096;
 constexpr uint64_t kOpsAfterCycle = 100;
 constexpr std::chrono::seconds kOpsDeadline{30};
 
@@ -82,32 +72,9 @@ struct Options {
 };
 Options g_opt;
 
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-// The content of file `f` at [off, off + len): 4 KiB blocks alternate random
-// words and one repeated word. Offsets and lengths are multiples of 8.
-void fill(uint64_t f, uint64_t off, size_t len, char* out) {
-  for (size_t i = 0; i < len; i += 8) {
-    uint64_t w = (off + i) / 8;
-    uint64_t block = w / 512;
-    uint64_t v = (block % 2 == 0) ? splitmix64((f << 40) ^ w) : splitmix64((f << 40) ^ (block << 1) ^ 1);
-    std::memcpy(out + i, &v, 8);
-  }
-}
-
 std::string file_name(size_t f) { return "f" + std::to_string(f) + ".bin"; }
 
-struct Image {
-  std::string boot;
-  std::string blob_dir;
-};
-
-Image build_image(const fs::path& dir) {
+RafsImage build_image(const fs::path& dir) {
   fs::path src = dir / "src";
   fs::create_directories(src);
   std::vector<char> buf(kChunk);
@@ -119,14 +86,7 @@ Image build_image(const fs::path& dir) {
       out.write(buf.data(), static_cast<long>(kChunk));
     }
   }
-  Image image{(dir / "image.boot").string(), (dir / "blobs").string()};
-  fs::create_directories(image.blob_dir);
-  std::string log = (dir / "nydus-image.log").string();
-  int status = run_tool({bin_path("nydus-image"), "create", "-t", "dir-rafs", "-B", image.boot, "-D",
-                         image.blob_dir, "-c", "lz4_block", src.string()},
-                        log);
-  INFO(read_text(log));
-  REQUIRE(status == 0);
+  RafsImage image = build_rafs_image(dir, src, kToolDeadline);
   fs::remove_all(src);  // contents are re-generated for checking
   return image;
 }
@@ -144,13 +104,8 @@ struct Sample {
 // load runs); they are read after stop().
 class Load {
  public:
-  Load(fs::path mnt, size_t warm_files) : mnt_(std::move(mnt)), warm_files_(warm_files) {
-    // Uncached chunks, in a random order, handed out once each.
-    for (size_t f = warm_files_; f < g_opt.files; ++f) {
-      for (size_t c = 0; c < (g_opt.file_mib << 20) / kChunk; ++c) cold_.emplace_back(f, c);
-    }
-    std::shuffle(cold_.begin(), cold_.end(), std::mt19937_64(7));
-  }
+  Load(fs::path mnt, size_t warm_files)
+      : mnt_(std::move(mnt)), warm_files_(warm_files), cold_(warm_files, g_opt.files, g_opt.file_mib) {}
   ~Load() { stop(); }
 
   void start() {
@@ -173,7 +128,7 @@ class Load {
   }
   uint64_t ops() const { return ops_.load(); }
   uint64_t errors() const { return errors_.load(); }
-  uint64_t cold_served() const { return std::min<uint64_t>(cold_next_.load(), cold_.size()); }
+  uint64_t cold_served() const { return cold_.served(); }
   uint64_t cold_exhausted() const { return cold_exhausted_.load(); }
   std::vector<std::string> first_errors() const {
     std::lock_guard lock(mu_);
@@ -195,28 +150,24 @@ class Load {
   void reader(unsigned index) {
     std::mt19937_64 rng(1000 + index);
     const size_t file_size = g_opt.file_mib << 20;
-    char* buf = static_cast<char*>(std::aligned_alloc(kAlign, kLarge));
-    std::vector<char> expect(kLarge);
+    ReadBuffer buf;
     auto& samples = samples_[index];
     samples.reserve(1 << 16);
     while (!stop_.load()) {
       bool large = rng() % 2 == 0;
       size_t len = large ? kLarge : kSmall;
       bool cold = rng() % 100 < g_opt.cold_percent && warm_files_ < g_opt.files;
-      size_t f, off;
+      size_t f = 0;
+      uint64_t off = 0;
       if (cold) {
-        uint64_t i = cold_next_.fetch_add(1);
-        if (i < cold_.size()) {
-          f = cold_[i].first;
-          off = cold_[i].second * kChunk + (large ? 0 : (rng() % (kChunk / kAlign)) * kAlign);
-        } else {  // every chunk has been fetched once: this read is cached
+        if (!cold_.next(large, rng, &f, &off)) {  // every chunk has been fetched once: this read is cached
           cold_exhausted_.fetch_add(1);
           f = warm_files_ + rng() % (g_opt.files - warm_files_);
-          off = (rng() % ((file_size - len) / kAlign + 1)) * kAlign;
+          off = random_offset(rng, file_size, len);
         }
       } else {
         f = rng() % std::max<size_t>(1, warm_files_);
-        off = (rng() % ((file_size - len) / kAlign + 1)) * kAlign;
+        off = random_offset(rng, file_size, len);
       }
       Kind kind = static_cast<Kind>((cold ? 2 : 0) + (large ? 1 : 0));
       std::string path = (mnt_ / file_name(f)).string();
@@ -228,7 +179,7 @@ class Load {
       }
       size_t got = 0;
       while (got < len) {
-        ssize_t n = ::pread(fd, buf + got, len - got, static_cast<off_t>(off + got));
+        ssize_t n = ::pread(fd, buf.data() + got, len - got, static_cast<off_t>(off + got));
         if (n <= 0) {
           note_error("pread " + path + ": " + (n < 0 ? std::strerror(errno) : "short read"));
           break;
@@ -237,22 +188,17 @@ class Load {
       }
       ::close(fd);
       auto end = Clock::now();
-      if (got == len) {
-        fill(f, off, len, expect.data());
-        if (std::memcmp(buf, expect.data(), len) != 0) {
-          note_error("data mismatch in " + path + " at " + std::to_string(off));
-        }
+      if (got == len && buf.mismatch(f, off, len) != len) {
+        note_error("data mismatch in " + path + " at " + std::to_string(off));
       }
       samples.push_back({start, end, kind});
       ops_.fetch_add(1);
     }
-    std::free(buf);
   }
 
   fs::path mnt_;
   size_t warm_files_;
-  std::vector<std::pair<size_t, size_t>> cold_;  // (file, chunk), read-only while running
-  std::atomic<uint64_t> cold_next_{0};
+  ColdChunks cold_;
   std::atomic<uint64_t> cold_exhausted_{0};
   std::vector<std::thread> threads_;
   std::vector<std::vector<Sample>> samples_;  // one per reader, written only by it
@@ -274,9 +220,9 @@ struct ModeResult {
 };
 std::vector<ModeResult> g_results;
 
-const Image& shared_image() {
+const RafsImage& shared_image() {
   static std::unique_ptr<TempDir> dir;
-  static Image image;
+  static RafsImage image;
   if (!dir) {
     dir = std::make_unique<TempDir>("nydusd-failover-bench-image");
     image = build_image(dir->path());
@@ -291,29 +237,15 @@ uint64_t backend_bytes(NydusdProcess& d) {
 }
 
 void run_mode(const std::string& mode) {
-  const Image& image = shared_image();
+  const RafsImage& image = shared_image();
   TempDir tmp("nydusd-failover-bench");
-  fs::path mnt = tmp / "mnt";
-  fs::create_directories(mnt);
   fs::create_directories(tmp / "cache");
   std::string config = (tmp / "config.json").string();
   std::ofstream(config) << v1_config(image.blob_dir, (tmp / "cache").string(), true);
-  TestSupervisor supervisor((tmp / "supervisor.sock").string());
-  REQUIRE(supervisor.start().ok());
-  int gen = 0;
-  auto next_dir = [&] {
-    fs::path d = tmp / ("d" + std::to_string(gen++));
-    fs::create_directories(d);
-    return d;
-  };
-  std::vector<std::string> common = {"--mountpoint", mnt.string(), "--supervisor", supervisor.path(),
-                                     "--id", "bench", "--thread-num", "4"};
-  auto args = common;
-  args.insert(args.end(), {"--config", config, "--bootstrap", image.boot});
-  auto current = NydusdProcess::start(next_dir(), args);
-  REQUIRE(wait_state_fast(*current, "RUNNING"));
-  REQUIRE(sendfd_when_ready(*current));
-  REQUIRE(supervisor.wait_saves(1, std::chrono::seconds(10)));
+  DaemonChain chain(tmp.path(), {"--thread-num", "4"});
+  const fs::path& mnt = chain.mnt();
+  auto current = chain.start_first({"--config", config, "--bootstrap", image.boot});
+  chain.save_state(*current, /*fresh=*/true);
 
   // Warm the first files into the blob cache (the page cache is dropped
   // after, and O_DIRECT reads bypass it anyway).
@@ -331,40 +263,18 @@ void run_mode(const std::string& mode) {
   std::this_thread::sleep_for(std::chrono::milliseconds(g_opt.baseline_ms));  // the baseline phase
   auto base_end = Clock::now();
   std::vector<std::pair<Clock::time_point, Clock::time_point>> windows;
-  auto up = common;
-  up.push_back("--upgrade");
   for (int i = 0; i < g_opt.cycles; ++i) {
     std::unique_ptr<NydusdProcess> next;
-    if (mode == "standby") {
-      next = NydusdProcess::start(next_dir(), up);
-      REQUIRE(wait_state_fast(*next, "INIT"));
-    }
+    if (mode == "standby") next = chain.spawn_successor();
     backend += backend_bytes(*current);
-    if (mode == "upgrade") {  // the old daemon serves on while its successor starts
-      next = NydusdProcess::start(next_dir(), up);
-      REQUIRE(wait_state_fast(*next, "INIT"));
-    }
+    // The old daemon serves on while its successor starts.
+    if (mode == "upgrade") next = chain.spawn_successor();
     auto begin = Clock::now();
-    if (mode != "upgrade") {
-      REQUIRE(current->process().kill(SIGKILL).ok());
-      current->wait_exit();
-    }
-    if (!next) {
-      next = NydusdProcess::start(next_dir(), up);
-      REQUIRE(wait_state_fast(*next, "INIT"));
-    }
-    supervisor.serve_next();
-    REQUIRE(next->call("PUT", "/api/v1/daemon/fuse/takeover").status == 204);
-    if (mode == "upgrade") {
-      REQUIRE(current->call("PUT", "/api/v1/daemon/exit").status == 204);
-      current->wait_exit();
-    }
-    REQUIRE(next->call("PUT", "/api/v1/daemon/start").status == 204);
-    REQUIRE(wait_state_fast(*next, "RUNNING"));
+    if (mode != "upgrade") crash_daemon(*current);
+    if (!next) next = chain.spawn_successor();
+    chain.take_over(*next, mode == "upgrade" ? current.get() : nullptr);
     result.outage.push_back(ms_between(begin, Clock::now()));
-    uint64_t saves = supervisor.saves();
-    REQUIRE(next->call("PUT", "/api/v1/daemon/fuse/sendfd").status == 204);
-    REQUIRE(supervisor.wait_saves(saves + 1, std::chrono::seconds(10)));
+    chain.save_state(*next);
     REQUIRE(load.wait_more_ops(kOpsAfterCycle));
     windows.emplace_back(begin, Clock::now());
     current = std::move(next);
@@ -404,8 +314,7 @@ void run_mode(const std::string& mode) {
   }
   result.first_errors = load.first_errors();
   g_results.push_back(result);
-  (void)current->process().kill(SIGTERM);
-  current->wait_exit();
+  stop_daemon(*current);
 }
 
 void print_results() {
@@ -494,7 +403,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "failover_bench: --files, --file-mib and --readers must be positive\n");
     return 2;
   }
-  int status = Catch::Session().run(static_cast<int>(rest.size()), rest.data());
+  int status = run_test_cases(rest);
   print_results();
   for (const auto& r : g_results) {
     if (r.errors > 0) status = 1;

@@ -21,25 +21,10 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-build=${1:-$repo/build}
-bin=$build/bin
 source "$repo/tests/bench/bench_lib.sh"
-
-[[ $(id -u) == 0 ]] || { echo "run as root (mounts, drop_caches)" >&2; exit 1; }
-for t in "$bin/nydusd" "$bin/nydus-image"; do
-  [[ -x $t ]] || { echo "$t not found (build first, or pass the build dir)" >&2; exit 1; }
-done
-for t in mksquashfs squashfuse python3; do
-  command -v "$t" >/dev/null || { echo "$t not found (make deps)" >&2; exit 1; }
-done
+bench_setup meta "${1:-$repo/build}" mksquashfs squashfuse python3
 
 sizes=${BENCH_SIZES:-1000 10000 100000}
-work=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/nydus-meta-bench-XXXXXX")}
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
-mkdir -p "$work"
-start_load=$(cut -d' ' -f1-3 /proc/loadavg)
-started=$(date -u '+%Y-%m-%d %H:%M UTC')
 
 # walk MNT -> "entries seconds"
 walk() {

@@ -35,29 +35,14 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-build=${1:-$repo/build}
-bin=$build/bin
 source "$repo/tests/bench/bench_lib.sh"
-
-[[ $(id -u) == 0 ]] || { echo "run as root (mounts, drop_caches)" >&2; exit 1; }
-for t in "$bin/nydusd" "$bin/nydus-image"; do
-  [[ -x $t ]] || { echo "$t not found (build first, or pass the build dir)" >&2; exit 1; }
-done
-for t in fio mksquashfs squashfuse python3; do
-  command -v "$t" >/dev/null || { echo "$t not found (make deps)" >&2; exit 1; }
-done
+bench_setup read "${1:-$repo/build}" fio mksquashfs squashfuse python3
 
 mib=${BENCH_MIB:-512}
 runtime=${BENCH_RUNTIME:-15}
 comps=${BENCH_COMPS:-lz4 zstd}
 jobs=4
 file_mib=$((mib / jobs))
-work=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/nydus-read-bench-XXXXXX")}
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
-mkdir -p "$work"
-start_load=$(cut -d' ' -f1-3 /proc/loadavg)
-started=$(date -u '+%Y-%m-%d %H:%M UTC')
 
 echo "generating $mib MiB in $jobs files (half random 4 KiB blocks, half text) ..."
 python3 - "$work/tree" "$jobs" "$file_mib" <<'PY'

@@ -111,14 +111,7 @@ cleanup() {
   set +e
   [ -n "${STACK:-}" ] && touch "$STACK/out/r.stop" 2>/dev/null
   [ -n "$bench_reader_pid" ] && kill -KILL "$bench_reader_pid" 2>/dev/null
-  stack_teardown
-  if [ "${RB_KEEP:-0}" = 1 ]; then
-    say "kept $WORK"
-  else
-    rm -rf "$WORK"
-  fi
-  [ "$rc" = 0 ] && rc=$RESULT
-  exit "$rc"
+  stack_finish "$rc" "$RESULT" "${RB_KEEP:-0}"
 }
 trap cleanup EXIT
 trap 'say "interrupted"; exit 130' INT TERM

@@ -59,35 +59,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/bench/bench_content.h"
+
+using namespace nydus::bench;
+
 namespace {
 
-constexpr size_t kChunk = 1 << 20;
-constexpr size_t kSmall = 4096;
-constexpr size_t kLarge = 1 << 20;
-constexpr size_t kAlign = 4096;
 constexpr int kMaxLoggedErrors = 50;
 
 uint64_t now_ns() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-// Content of file `f` at [off, off + len); off and len multiples of 8.
-void fill(uint64_t f, uint64_t off, size_t len, char* out) {
-  for (size_t i = 0; i < len; i += 8) {
-    uint64_t w = (off + i) / 8;
-    uint64_t block = w / 512;
-    uint64_t v = (block % 2 == 0) ? splitmix64((f << 40) ^ w) : splitmix64((f << 40) ^ (block << 1) ^ 1);
-    std::memcpy(out + i, &v, 8);
-  }
 }
 
 std::string file_name(size_t f) {
@@ -150,10 +133,7 @@ struct RunOptions {
 
 class Load {
  public:
-  explicit Load(const RunOptions& o) : o_(o) {
-    for (size_t f = o_.warm_files; f < o_.files; ++f)
-      for (size_t c = 0; c < (o_.file_mib << 20) / kChunk; ++c) cold_.push_back({f, c});
-    std::shuffle(cold_.begin(), cold_.end(), std::mt19937_64(7));
+  explicit Load(const RunOptions& o) : o_(o), cold_(o.warm_files, o.files, o.file_mib) {
     samples_.resize(o_.readers);
   }
 
@@ -166,8 +146,8 @@ class Load {
   }
   uint64_t ops() const { return ops_.load(); }
   uint64_t errors() const { return errors_.load(); }
-  uint64_t cold_served() const { return std::min<uint64_t>(cold_next_.load(), cold_.size()); }
-  size_t cold_total() const { return cold_.size(); }
+  uint64_t cold_served() const { return cold_.served(); }
+  size_t cold_total() const { return cold_.total(); }
   bool direct() const { return direct_.load(); }
   const std::vector<std::vector<Sample>>& samples() const { return samples_; }
 
@@ -185,7 +165,7 @@ class Load {
   }
 
   // One read; returns false and logs on any error or mismatch.
-  bool read_once(size_t f, uint64_t off, size_t len, char* buf, std::vector<char>& expect) {
+  bool read_once(size_t f, uint64_t off, size_t len, ReadBuffer& buf) {
     std::string path = o_.root + "/" + file_name(f);
     int fd = -1;
     if (direct_.load()) {
@@ -202,7 +182,7 @@ class Load {
     size_t done = 0;
     bool ok = true;
     while (done < len) {
-      ssize_t n = ::pread(fd, buf + done, len - done, static_cast<off_t>(off + done));
+      ssize_t n = ::pread(fd, buf.data() + done, len - done, static_cast<off_t>(off + done));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
         note_error(path + " @" + std::to_string(off + done) + ": pread: " + (n == 0 ? "short read" : std::strerror(errno)));
@@ -212,10 +192,8 @@ class Load {
       done += static_cast<size_t>(n);
     }
     if (ok) {
-      fill(f, off, len, expect.data());
-      if (std::memcmp(buf, expect.data(), len) != 0) {
-        size_t i = 0;
-        while (i < len && buf[i] == expect[i]) ++i;
+      size_t i = buf.mismatch(f, off, len);
+      if (i != len) {
         note_error(path + " @" + std::to_string(off) + "+" + std::to_string(len) + ": content mismatch at byte " +
                    std::to_string(off + i));
         ok = false;
@@ -229,30 +207,23 @@ class Load {
   void reader(unsigned index) {
     std::mt19937_64 rng(1000 + index);
     const uint64_t file_size = o_.file_mib << 20;
-    char* buf = static_cast<char*>(std::aligned_alloc(kAlign, kLarge));
-    std::vector<char> expect(kLarge);
+    ReadBuffer buf;
     auto& out = samples_[index];
     out.reserve(1 << 20);
     while (!stop_.load(std::memory_order_relaxed)) {
       bool large = rng() % 2 == 0;
       size_t len = large ? kLarge : kSmall;
       bool cold = o_.cold_percent > 0 && rng() % 100 < o_.cold_percent;
-      size_t f;
-      uint64_t off;
-      if (cold) {
-        uint64_t i = cold_next_.fetch_add(1);
-        if (i >= cold_.size()) cold = false;  // every uncached chunk was read: fall back to warm
-        else {
-          f = cold_[i].first;
-          off = cold_[i].second * kChunk + (large ? 0 : (rng() % (kChunk / kAlign)) * kAlign);
-        }
-      }
+      size_t f = 0;
+      uint64_t off = 0;
+      // Once every uncached chunk was read, fall back to warm.
+      if (cold && !cold_.next(large, rng, &f, &off)) cold = false;
       if (!cold) {
         f = o_.warm_files > 0 ? rng() % o_.warm_files : rng() % o_.files;
-        off = (rng() % ((file_size - len) / kAlign + 1)) * kAlign;
+        off = random_offset(rng, file_size, len);
       }
       uint64_t t0 = now_ns();
-      bool ok = read_once(f, off, len, buf, expect);
+      bool ok = read_once(f, off, len, buf);
       uint64_t t1 = now_ns();
       Sample s{};
       s.start = t0;
@@ -263,12 +234,10 @@ class Load {
       ops_.fetch_add(1, std::memory_order_relaxed);
       if (!ok) std::this_thread::sleep_for(std::chrono::milliseconds(1));  // a dead mount fails fast: do not spin
     }
-    std::free(buf);
   }
 
   const RunOptions& o_;
-  std::vector<std::pair<size_t, size_t>> cold_;
-  std::atomic<uint64_t> cold_next_{0};
+  ColdChunks cold_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> direct_{true};
   std::atomic<uint64_t> ops_{0};

@@ -19,11 +19,9 @@
 //              makes a crash cost (process start-up excluded)
 // Printed: medians (and max) in ms, and each as a RATIO to the 1k-file,
 // 1-mount case of the same run.
-#define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -34,15 +32,9 @@
 #include <random>
 #include <sstream>
 
-#include "common/process.h"
 #include "tests/bench/bench_support.h"
-#include "tests/integration/nydusd/nydusd_support.h"
-#include "tests/support/test_supervisor.h"
 
-using namespace nydus;
-using namespace nydus::testing;
 using namespace nydus::bench;
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -56,9 +48,7 @@ struct Options {
 };
 Options g_opt;
 
-struct Image {
-  std::string boot;
-  std::string blob_dir;
+struct Image : RafsImage {
   double build_s = 0;
 };
 
@@ -79,23 +69,9 @@ Image build_image(const fs::path& dir, size_t files) {
       done += n;
     }
   }
-  Image image{(dir / "image.boot").string(), (dir / "blobs").string()};
-  fs::create_directories(image.blob_dir);
-  SpawnOptions options;
-  options.argv = {bin_path("nydus-image"), "-l", "warn", "create", "-t", "dir-rafs", "-B", image.boot,
-                  "-D", image.blob_dir, "-c", "lz4_block", src.string()};
-  std::string log = (dir / "nydus-image.log").string();
-  options.stdout_redirect = Redirect::append_to(log);
-  options.stderr_redirect = Redirect::append_to(log);
-  options.parent_death_signal = SIGKILL;
   auto start = Clock::now();
-  auto process = Process::spawn(options);
-  REQUIRE(process.ok());
-  auto status = process->wait(kBuildDeadline);
-  INFO(read_text(log));
-  REQUIRE(status.ok());
-  REQUIRE(*status == 0);
-  image.build_s = ms_between(start, Clock::now()) / 1000;
+  RafsImage rafs = build_rafs_image(dir, src, kBuildDeadline, "warn");
+  Image image{rafs, ms_between(start, Clock::now()) / 1000};
   fs::remove_all(src);
   return image;
 }
@@ -123,20 +99,9 @@ std::map<size_t, double> g_build_s;
 
 void run_config(const Image& image, size_t files, size_t mounts) {
   TempDir tmp("nydusd-restore-bench");
-  fs::path mnt = tmp / "mnt";
-  fs::create_directories(mnt);
-  TestSupervisor supervisor((tmp / "supervisor.sock").string());
-  REQUIRE(supervisor.start().ok());
-  int gen = 0;
-  auto next_dir = [&] {
-    fs::path d = tmp / ("d" + std::to_string(gen++));
-    fs::create_directories(d);
-    return d;
-  };
-  std::vector<std::string> common = {"--mountpoint", mnt.string(), "--supervisor", supervisor.path(),
-                                     "--id", "bench"};
-  auto current = NydusdProcess::start(next_dir(), common);
-  REQUIRE(wait_state_fast(*current, "RUNNING"));
+  DaemonChain chain(tmp.path(), {});
+  const fs::path& mnt = chain.mnt();
+  auto current = chain.start_first();
   for (size_t m = 0; m < mounts; ++m) {
     fs::path cache = tmp / ("cache" + std::to_string(m));
     fs::create_directories(cache);
@@ -148,47 +113,28 @@ void run_config(const Image& image, size_t files, size_t mounts) {
     REQUIRE(r.status == 204);
   }
   // The daemon saves its state after each mount change; take the latest.
-  uint64_t saves = supervisor.saves();
-  REQUIRE(sendfd_when_ready(*current));
-  REQUIRE(supervisor.wait_saves(saves + 1, std::chrono::seconds(10)));
+  chain.save_state(*current, /*fresh=*/true);
   probe_mounts(mnt, mounts);
 
   Row row;
   row.files = files;
   row.mounts = mounts;
-  auto up = common;
-  up.push_back("--upgrade");
   for (bool hot : {false, true}) {
     for (int i = 0; i < g_opt.cycles; ++i) {
       auto begin = Clock::now();
-      if (!hot) {
-        REQUIRE(current->process().kill(SIGKILL).ok());
-        current->wait_exit();
-      }
-      auto next = NydusdProcess::start(next_dir(), up);
-      REQUIRE(wait_state_fast(*next, "INIT"));
-      supervisor.serve_next();
-      auto takeover = Clock::now();
-      REQUIRE(next->call("PUT", "/api/v1/daemon/fuse/takeover").status == 204);
-      if (hot) {
-        REQUIRE(current->call("PUT", "/api/v1/daemon/exit").status == 204);
-        current->wait_exit();
-      }
-      REQUIRE(next->call("PUT", "/api/v1/daemon/start").status == 204);
-      REQUIRE(wait_state_fast(*next, "RUNNING"));
+      if (!hot) crash_daemon(*current);
+      auto next = chain.spawn_successor();
+      auto takeover = chain.take_over(*next, hot ? current.get() : nullptr);
       probe_mounts(mnt, mounts);
       auto end = Clock::now();
       (hot ? row.up_total : row.kill_total).push_back(ms_between(begin, end));
       (hot ? row.up_takeover : row.kill_takeover).push_back(ms_between(takeover, end));
-      saves = supervisor.saves();
-      REQUIRE(next->call("PUT", "/api/v1/daemon/fuse/sendfd").status == 204);
-      REQUIRE(supervisor.wait_saves(saves + 1, std::chrono::seconds(10)));
+      chain.save_state(*next);
       current = std::move(next);
     }
   }
   g_rows.push_back(row);
-  (void)current->process().kill(SIGTERM);
-  current->wait_exit();
+  stop_daemon(*current);
 }
 
 void print_results() {
@@ -261,7 +207,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "restore_bench: --sizes, --mounts and --cycles must not be empty\n");
     return 2;
   }
-  int status = Catch::Session().run(static_cast<int>(rest.size()), rest.data());
+  int status = run_test_cases(rest);
   print_results();
   return status;
 }

@@ -74,14 +74,7 @@ cleanup() {
   say "cleaning up"
   [ -n "$EVICTOR_PID" ] && kill "$EVICTOR_PID" 2>/dev/null
   touch "$WORK/out/stop" 2>/dev/null
-  stack_teardown
-  if [ "${DEMO_KEEP:-0}" = 1 ]; then
-    say "kept $WORK"
-  else
-    rm -rf "$WORK"
-  fi
-  [ "$rc" = 0 ] && rc=$RESULT
-  exit "$rc"
+  stack_finish "$rc" "$RESULT" "${DEMO_KEEP:-0}"
 }
 trap cleanup EXIT
 trap 'say "interrupted"; exit 130' INT TERM
@@ -169,6 +162,17 @@ show_status
 
 STEP_FAILED=0
 
+# expect_progress EVENT READS_BEFORE: lets the container read for $SETTLE s,
+# then fails the step unless it made progress since the event.
+expect_progress() {
+  sleep "$SETTLE"
+  show_status
+  if [ "$(status_field reads)" -le "$2" ]; then
+    say "  the reader made no progress since the $1"
+    STEP_FAILED=1
+  fi
+}
+
 # --- 4. kill -9 --------------------------------------------------------------
 if [ "${DEMO_SKIP_KILL:-0}" != 1 ]; then
   pids=$(our_nydusd_pids | tr '\n' ' ')
@@ -177,13 +181,7 @@ if [ "${DEMO_SKIP_KILL:-0}" != 1 ]; then
   say "kill -9 nydusd ($pids) while the container reads"
   # shellcheck disable=SC2086
   kill -KILL $pids || true
-  sleep "$SETTLE"
-  show_status
-  after=$(status_field reads)
-  if [ "$after" -le "$before" ]; then
-    say "  the reader made no progress since the kill"
-    STEP_FAILED=1
-  fi
+  expect_progress kill "$before"
   say "  nydusd now: pid $(our_nydusd_pids | tr '\n' ' ')"
 fi
 
@@ -192,13 +190,7 @@ if [ "${DEMO_SKIP_UPGRADE:-0}" != 1 ]; then
   say "hot upgrade through system.sock: nydusctl upgrade --nydusd-path $WORK/bin/nydusd-v2"
   before=$(status_field reads)
   if system_api upgrade --nydusd-path "$WORK/bin/nydusd-v2" --version demo-v2; then
-    sleep "$SETTLE"
-    show_status
-    after=$(status_field reads)
-    if [ "$after" -le "$before" ]; then
-      say "  the reader made no progress since the upgrade"
-      STEP_FAILED=1
-    fi
+    expect_progress upgrade "$before"
   else
     say "  the upgrade failed"
     STEP_FAILED=1

@@ -255,3 +255,18 @@ stack_teardown() {
   release_mounts_below "$stack"
   return 0
 }
+
+# stack_finish RC RESULT KEEP: the end of a caller's EXIT trap. Tears the
+# stack down, keeps $WORK when KEEP is 1 (else removes it), and exits with RC,
+# or with RESULT when RC is 0 (the script itself went through).
+stack_finish() {
+  local rc=$1 result=$2 keep=$3
+  stack_teardown
+  if [ "$keep" = 1 ]; then
+    say "kept $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+  [ "$rc" = 0 ] && rc=$result
+  exit "$rc"
+}

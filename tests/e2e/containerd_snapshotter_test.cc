@@ -50,10 +50,7 @@ std::set<std::string> check_container_tree(const std::string& output, const Laye
 }  // namespace
 
 TEST_CASE("e2e: containerd imports, unpacks and runs an image through the nydus snapshotter") {
-  if (!fs::exists("/usr/bin/containerd") || !fs::exists("/usr/bin/ctr") || !fs::exists("/bin/busybox")) {
-    WARN("containerd, ctr or busybox-static is missing; skipped");
-    return;
-  }
+  if (skip_without_e2e_tools()) return;
   Stack s;
   s.start();
   Layer layer;
@@ -128,20 +125,11 @@ TEST_CASE("e2e: containerd imports, unpacks and runs an image through the nydus 
 
 
 TEST_CASE("e2e: a nydus image runs through nydusd and shows exactly its source tree") {
-  if (!have_e2e_tools()) {
-    WARN("containerd, ctr or busybox-static is missing; skipped");
-    return;
-  }
+  if (skip_without_e2e_tools()) return;
   Stack s;
   configure_nydus(s, "dedicated");
   Layer layer;
-  fs::path archive = s.dir / "nydus-image.tar";
-  build_nydus_archive(s.dir / "build", s.dir / "blobs", archive, layer);
-  s.start();
-
-  auto import = s.ctr({"images", "import", "--snapshotter", "nydus", archive.string()});
-  INFO(import.output);
-  REQUIRE(import.exited_ok());
+  start_with_nydus_image(s, layer);
   CHECK(s.daemon_records().empty());  // importing starts no daemon
 
   s.containers.push_back("n1");
@@ -171,87 +159,42 @@ TEST_CASE("e2e: a nydus image runs through nydusd and shows exactly its source t
   auto rm = s.ctr({"images", "rm", "--sync", kNydusImage});
   INFO(rm.output);
   REQUIRE(rm.exited_ok());
-  auto adopted = nydus::Process::adopt(static_cast<pid_t>(pid));
-  if (adopted.ok()) {
-    adopted->detach();
-    CHECK(adopted->wait(kStopTimeout).ok());
-  }
+  check_daemon_exits(pid);
   CHECK(s.daemon_records().empty());
   CHECK(fs::is_empty(s.dir / "nydus/snapshots"));
 }
 
 TEST_CASE("e2e: kill -9 of the snapshotter under a running nydus container is invisible to it") {
-  if (!have_e2e_tools()) {
-    WARN("containerd, ctr or busybox-static is missing; skipped");
-    return;
-  }
+  if (skip_without_e2e_tools()) return;
   Stack s;
   configure_nydus(s, "dedicated");
   Layer layer;
-  fs::path archive = s.dir / "nydus-image.tar";
-  build_nydus_archive(s.dir / "build", s.dir / "blobs", archive, layer);
-  s.start();
-  auto import = s.ctr({"images", "import", "--snapshotter", "nydus", archive.string()});
-  INFO(import.output);
-  REQUIRE(import.exited_ok());
+  start_with_nydus_image(s, layer);
 
   // The container reads and checks the image's files in a loop and counts
   // rounds into a bind-mounted directory; any failed read is written down.
-  fs::path out = s.dir / "out";
-  fs::create_directories(out);
+  ReaderOut out(s.dir / "out");
   std::string want = sha256_hex(layer.files.at("data/hello.txt"));
   std::string loop =
       "i=0; while true; do "
       "if /bin/sha256sum /data/hello.txt /data/sub/numbers.txt /bin/busybox > /out/sums 2>&1 && "
       "/bin/busybox grep -q " + want + " /out/sums; then i=$((i+1)); echo $i > /out/count; "
       "else echo ERR >> /out/errors; /bin/cat /out/sums >> /out/errors; fi; /bin/busybox usleep 5000; done";
-  s.containers.push_back("reader");
-  auto started = s.ctr({"run", "-d", "--snapshotter", "nydus", "--mount",
-                        "type=bind,src=" + out.string() + ",dst=/out,options=rbind:rw", kNydusImage, "reader",
-                        "/bin/busybox", "sh", "-c", loop});
-  INFO(started.output);
+  run_reader_container(s, out.path, loop);
   INFO(s.snapshotter_log());
-  REQUIRE(started.exited_ok());
 
-  auto count = [&] {
-    std::ifstream in(out / "count");
-    long n = 0;
-    in >> n;
-    return n;
-  };
-  // Waits until the container completed `target` rounds: woken by inotify
-  // whenever it writes into `out`; the deadline only turns a hang into a
-  // failure.
-  nydus::UniqueFd inotify(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
-  REQUIRE(inotify);
-  REQUIRE(::inotify_add_watch(inotify.get(), out.c_str(), IN_CLOSE_WRITE | IN_MODIFY | IN_CREATE) >= 0);
-  auto wait_rounds = [&](long target) {
-    auto deadline = std::chrono::steady_clock::now() + kCommandTimeout;
-    while (count() < target) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return false;
-      pollfd pfd{inotify.get(), POLLIN, 0};
-      ::poll(&pfd, 1, static_cast<int>(left.count()));
-      char buf[4096];
-      while (::read(inotify.get(), buf, sizeof(buf)) > 0) {
-      }
-    }
-    return true;
-  };
-  INFO(read_file(out / "errors"));
-  REQUIRE(wait_rounds(20));
+  INFO(out.errors());
+  REQUIRE(out.wait_rounds(20, kCommandTimeout));
   auto before = s.daemon_records();
   REQUIRE(before.size() == 1);
 
-  s.snapshotter->signal(SIGKILL);
-  REQUIRE(s.snapshotter->wait(kStopTimeout).has_value());
-  s.snapshotter.reset();
-  long during = count();
+  s.kill9_snapshotter();
+  long during = out.count();
   CHECK(::kill(static_cast<pid_t>(before[0].pid), 0) == 0);  // nydusd serves on
   s.start_snapshotter();
-  CHECK(wait_rounds(during + 50));
-  CHECK_FALSE(fs::exists(out / "errors"));
-  if (fs::exists(out / "errors")) FAIL_CHECK(read_file(out / "errors"));
+  CHECK(out.wait_rounds(during + 50, kCommandTimeout));
+  CHECK_FALSE(fs::exists(out.path / "errors"));
+  if (fs::exists(out.path / "errors")) FAIL_CHECK(out.errors());
 
   // The restarted snapshotter re-adopted the same nydusd, and its records
   // agree with what containerd sees.
@@ -267,13 +210,7 @@ TEST_CASE("e2e: kill -9 of the snapshotter under a running nydus container is in
   // channel reconnects with its own back-off (nothing of it is observable
   // from here), so the first calls may report "unavailable": retry under
   // the command deadline.
-  auto ls = s.ctr({"snapshots", "--snapshotter", "nydus", "ls"});
-  for (auto deadline = std::chrono::steady_clock::now() + kCommandTimeout;
-       !ls.exited_ok() && ls.output.find("unavailable") != std::string::npos &&
-       std::chrono::steady_clock::now() < deadline;) {
-    std::this_thread::sleep_for(200ms);
-    ls = s.ctr({"snapshots", "--snapshotter", "nydus", "ls"});
-  }
+  auto ls = list_snapshots_after_restart(s, /*retry_any_failure=*/false, 200ms);
   INFO(ls.output);
   REQUIRE(ls.exited_ok());
   // KEY PARENT KIND: the container's active snapshot sits on the meta layer
@@ -285,17 +222,10 @@ TEST_CASE("e2e: kill -9 of the snapshotter under a running nydus container is in
   CHECK(ls.output.find(meta_name) != std::string::npos);
   CHECK(ls.output.find("Active") != std::string::npos);
 
-  s.ctr({"tasks", "kill", "-s", "SIGKILL", "reader"}, 10s);
-  s.ctr({"tasks", "rm", "-f", "reader"}, 10s);
-  s.ctr({"containers", "rm", "reader"}, 10s);
-  s.containers.clear();
+  remove_reader_container(s);
   auto rm = s.ctr({"images", "rm", "--sync", kNydusImage});
   INFO(rm.output);
   CHECK(rm.exited_ok());
-  auto adopted = nydus::Process::adopt(static_cast<pid_t>(before[0].pid));
-  if (adopted.ok()) {
-    adopted->detach();
-    CHECK(adopted->wait(kStopTimeout).ok());
-  }
+  check_daemon_exits(before[0].pid);
   CHECK(s.daemon_records().empty());
 }

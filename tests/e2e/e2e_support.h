@@ -250,6 +250,14 @@ struct Stack {
 
   std::string snapshotter_log() { return read_file(dir / "nydus/logs/nydus-snapshotter.log"); }
 
+  // Kills the snapshotter with SIGKILL and waits for it (start_snapshotter()
+  // brings it back).
+  void kill9_snapshotter() {
+    snapshotter->signal(SIGKILL);
+    REQUIRE(snapshotter->wait(kStopTimeout).has_value());
+    snapshotter.reset();
+  }
+
   void start() {
     start_snapshotter();
 
@@ -378,6 +386,111 @@ inline void configure_nydus(Stack& s, const std::string& daemon_mode) {
 
 inline bool have_e2e_tools() {
   return fs::exists("/usr/bin/containerd") && fs::exists("/usr/bin/ctr") && fs::exists("/bin/busybox");
+}
+
+// True, with a warning, where the tools are missing: the test case returns.
+inline bool skip_without_e2e_tools() {
+  if (have_e2e_tools()) return false;
+  WARN("containerd, ctr or busybox-static is missing; skipped");
+  return true;
+}
+
+// Builds `layer` as a nydus image, starts the stack (configure_nydus first)
+// and imports the image through the nydus snapshotter.
+inline void start_with_nydus_image(Stack& s, const Layer& layer) {
+  fs::path archive = s.dir / "nydus-image.tar";
+  build_nydus_archive(s.dir / "build", s.dir / "blobs", archive, layer);
+  s.start();
+  auto import = s.ctr({"images", "import", "--snapshotter", "nydus", archive.string()});
+  INFO(import.output);
+  REQUIRE(import.exited_ok());
+}
+
+// The directory a reader container writes into (bind-mounted at /out): its
+// round count in `count`, its failures appended to `errors`. Watched with
+// inotify, so that waiting for rounds wakes on each write.
+class ReaderOut {
+ public:
+  explicit ReaderOut(fs::path dir) : path(std::move(dir)) {
+    fs::create_directories(path);
+    inotify_ = nydus::UniqueFd(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+    REQUIRE(inotify_);
+    REQUIRE(::inotify_add_watch(inotify_.get(), path.c_str(), IN_CLOSE_WRITE | IN_MODIFY | IN_CREATE) >= 0);
+  }
+
+  long count() const {
+    std::ifstream in(path / "count");
+    long n = 0;
+    in >> n;
+    return n;
+  }
+  std::string errors() const { return read_file(path / "errors"); }
+
+  // Waits until the container completed `target` rounds (the deadline only
+  // turns a hang into a failure).
+  bool wait_rounds(long target, std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (count() < target) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      pollfd pfd{inotify_.get(), POLLIN, 0};
+      ::poll(&pfd, 1, static_cast<int>(std::min<long>(left.count(), 200)));
+      char buf[4096];
+      while (::read(inotify_.get(), buf, sizeof(buf)) > 0) {
+      }
+    }
+    return true;
+  }
+
+  const fs::path path;
+
+ private:
+  nydus::UniqueFd inotify_;
+};
+
+// Runs the detached container "reader" of kNydusImage: `loop` under
+// busybox sh, with `out` bind-mounted read-write at /out.
+inline void run_reader_container(Stack& s, const fs::path& out, const std::string& loop) {
+  s.containers.push_back("reader");
+  auto started = s.ctr({"run", "-d", "--snapshotter", "nydus", "--mount",
+                        "type=bind,src=" + out.string() + ",dst=/out,options=rbind:rw", kNydusImage, "reader",
+                        "/bin/busybox", "sh", "-c", loop});
+  INFO(started.output);
+  INFO(s.snapshotter_log());
+  REQUIRE(started.exited_ok());
+}
+
+// Kills and removes the container "reader".
+inline void remove_reader_container(Stack& s) {
+  s.ctr({"tasks", "kill", "-s", "SIGKILL", "reader"}, 10s);
+  s.ctr({"tasks", "rm", "-f", "reader"}, 10s);
+  s.ctr({"containers", "rm", "reader"}, 10s);
+  s.containers.clear();
+}
+
+// Lists the nydus snapshots after a snapshotter restart. containerd's channel
+// to the new snapshotter reconnects with its own back-off (not observable
+// from here): until it has, calls fail with "unavailable". Retried every
+// `pause` under the command deadline, on any failure if `retry_any_failure`,
+// else only on "unavailable".
+inline CommandResult list_snapshots_after_restart(Stack& s, bool retry_any_failure, std::chrono::milliseconds pause) {
+  auto ls = s.ctr({"snapshots", "--snapshotter", "nydus", "ls"});
+  for (auto deadline = std::chrono::steady_clock::now() + kCommandTimeout;
+       !ls.exited_ok() && (retry_any_failure || ls.output.find("unavailable") != std::string::npos) &&
+       std::chrono::steady_clock::now() < deadline;) {
+    std::this_thread::sleep_for(pause);
+    ls = s.ctr({"snapshots", "--snapshotter", "nydus", "ls"});
+  }
+  return ls;
+}
+
+// Checks that the nydusd `pid` (not our child) exits, if it still runs.
+inline void check_daemon_exits(int64_t pid) {
+  auto adopted = nydus::Process::adopt(static_cast<pid_t>(pid));
+  if (adopted.ok()) {
+    adopted->detach();
+    CHECK(adopted->wait(kStopTimeout).ok());
+  }
 }
 
 

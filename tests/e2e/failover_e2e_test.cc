@@ -138,8 +138,7 @@ struct Fixture {
   Stack s;
   Layer layer;
   std::string big = pseudo_random_bytes(kBigFileSize, 20261204);
-  fs::path out;
-  nydus::UniqueFd inotify;
+  std::unique_ptr<ReaderOut> out;
   std::unique_ptr<DirectReader> direct;
 
   std::string mode;
@@ -150,22 +149,11 @@ struct Fixture {
     configure_nydus(s, daemon_mode);
     s.config_toml = "version = 1\n[daemon]\n" + daemon_toml + "\n[system]\nenable = true\naddress = \"" +
                     s.system_sock.string() + "\"\n";
-    fs::path archive = s.dir / "nydus-image.tar";
-    build_nydus_archive(s.dir / "build", s.dir / "blobs", archive, layer);
-    s.start();
-    auto import = s.ctr({"images", "import", "--snapshotter", "nydus", archive.string()});
-    INFO(import.output);
-    REQUIRE(import.exited_ok());
+    start_with_nydus_image(s, layer);
 
-    out = s.dir / "out";
-    fs::create_directories(out);
-    {
-      std::ofstream expected(out / "expected");
-      for (const auto& [name, content] : layer.files) expected << sha256_hex(content) << "  /" << name << "\n";
-    }
-    inotify = nydus::UniqueFd(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
-    REQUIRE(inotify);
-    REQUIRE(::inotify_add_watch(inotify.get(), out.c_str(), IN_CLOSE_WRITE | IN_MODIFY | IN_CREATE) >= 0);
+    out = std::make_unique<ReaderOut>(s.dir / "out");
+    std::ofstream expected(out->path / "expected");
+    for (const auto& [name, content] : layer.files) expected << sha256_hex(content) << "  /" << name << "\n";
   }
 
   ~Fixture() {
@@ -185,15 +173,9 @@ struct Fixture {
         "if /bin/sha256sum -c /out/expected > /out/last 2>&1; then i=$((i+1)); echo $i > /out/count; "
         "else echo \"ERR after round $i\" >> /out/errors; /bin/cat /out/last >> /out/errors; fi; "
         "/bin/busybox usleep 10000; done";
-    s.containers.push_back("reader");
-    auto started = s.ctr({"run", "-d", "--snapshotter", "nydus", "--mount",
-                          "type=bind,src=" + out.string() + ",dst=/out,options=rbind:rw", kNydusImage, "reader",
-                          "/bin/busybox", "sh", "-c", loop});
-    INFO(started.output);
+    run_reader_container(s, out->path, loop);
     INFO(s.snapshotter_log());
-    REQUIRE(started.exited_ok());
-    INFO(errors());
-    REQUIRE(wait_rounds(3));
+    require_rounds(3);
   }
 
   void start_direct_reader() {
@@ -202,28 +184,24 @@ struct Fixture {
     direct = std::make_unique<DirectReader>(instances[0].mountpoint + "/data/big.bin", big);
   }
 
-  long count() {
-    std::ifstream in(out / "count");
-    long n = 0;
-    in >> n;
-    return n;
+  // The common start of a case: the verifying container, the direct reader
+  // (unless `with_direct_reader` is false), and the daemon's record once it
+  // is RUNNING.
+  DaemonRecord start_readers(bool with_direct_reader = true) {
+    run_reader();
+    if (with_direct_reader) start_direct_reader();
+    return wait_record([](const DaemonRecord& r) { return r.state == "RUNNING"; });
   }
-  std::string errors() { return read_file(out / "errors"); }
+
+  long count() { return out->count(); }
+  std::string errors() { return out->errors(); }
 
   // Waits until the container completed `target` rounds (inotify on /out;
   // the deadline only turns a hang into a failure).
-  bool wait_rounds(long target) {
-    auto deadline = std::chrono::steady_clock::now() + kRoundsTimeout;
-    while (count() < target) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return false;
-      pollfd pfd{inotify.get(), POLLIN, 0};
-      ::poll(&pfd, 1, static_cast<int>(std::min<long>(left.count(), 200)));
-      char buf[4096];
-      while (::read(inotify.get(), buf, sizeof(buf)) > 0) {
-      }
-    }
-    return true;
+  bool wait_rounds(long target) { return out->wait_rounds(target, kRoundsTimeout); }
+  void require_rounds(long target) {
+    INFO(errors());
+    REQUIRE(wait_rounds(target));
   }
 
   DaemonRecord daemon() {
@@ -248,12 +226,38 @@ struct Fixture {
     }
   }
 
+  // The record of the daemon that replaced `d` (another pid), once RUNNING.
+  DaemonRecord wait_replaced(const DaemonRecord& d) {
+    return wait_record([&](const DaemonRecord& r) { return r.pid != d.pid && r.state == "RUNNING"; });
+  }
+
+  // Kills the nydusd of `d` with SIGKILL, waits for its successor's RUNNING
+  // record, runs `check` on it, then requires 10 more rounds of the
+  // container. Returns the successor's record.
+  template <typename Check>
+  DaemonRecord fail_over(const DaemonRecord& d, Check check) {
+    long rounds = count();
+    kill9(static_cast<pid_t>(d.pid));
+    auto after = wait_replaced(d);
+    check(after);
+    require_rounds(rounds + 10);
+    return after;
+  }
+
   nlohmann::json system_get(const std::string& path) {
     nydus::HttpClient http(s.system_sock.string());
     auto r = http.request_json("GET", path);
     INFO(path);
     REQUIRE(r.ok());
     return *r;
+  }
+
+  // The system API's view of the one daemon.
+  nlohmann::json daemon_view() {
+    auto views = system_get("/api/v1/daemons");
+    REQUIRE(views.is_array());
+    REQUIRE(views.size() == 1);
+    return views[0];
   }
 
   nydus::HttpResponse upgrade(const std::string& binary) {
@@ -281,16 +285,21 @@ struct Fixture {
     }
   }
 
+  // With no daemon to serve it, the container's reads must fail: waits (under
+  // the rounds deadline) until it wrote an error.
+  void check_reader_fails() {
+    for (auto deadline = std::chrono::steady_clock::now() + kRoundsTimeout;
+         errors().empty() && std::chrono::steady_clock::now() < deadline;) {
+      std::this_thread::sleep_for(20ms);
+    }
+    CHECK_FALSE(errors().empty());
+  }
+
   // containerd's channel to a restarted snapshotter reconnects with its own
   // back-off (not observable from here): until it has, calls report
   // "unavailable" and its GC would skip our snapshots. Retried under a deadline.
   void wait_containerd_reconnected() {
-    auto ls = s.ctr({"snapshots", "--snapshotter", "nydus", "ls"});
-    for (auto deadline = std::chrono::steady_clock::now() + kCommandTimeout;
-         !ls.exited_ok() && std::chrono::steady_clock::now() < deadline;) {
-      std::this_thread::sleep_for(100ms);
-      ls = s.ctr({"snapshots", "--snapshotter", "nydus", "ls"});
-    }
+    auto ls = list_snapshots_after_restart(s, /*retry_any_failure=*/true, 100ms);
     INFO(ls.output);
     REQUIRE(ls.exited_ok());
   }
@@ -301,10 +310,7 @@ struct Fixture {
       REQUIRE(direct->stop());
       direct.reset();
     }
-    s.ctr({"tasks", "kill", "-s", "SIGKILL", "reader"}, 10s);
-    s.ctr({"tasks", "rm", "-f", "reader"}, 10s);
-    s.ctr({"containers", "rm", "reader"}, 10s);
-    s.containers.clear();
+    remove_reader_container(s);
     auto rm = s.ctr({"images", "rm", "--sync", kNydusImage});
     INFO(rm.output);
     CHECK(rm.exited_ok());
@@ -325,14 +331,9 @@ pid_t read_standby_pid(const DaemonRecord& d) {
 }  // namespace
 
 TEST_CASE("e2e failover: kill -9 of nydusd under a verifying container is invisible") {
-  if (!have_e2e_tools()) {
-    WARN("containerd, ctr or busybox-static is missing; skipped");
-    return;
-  }
+  if (skip_without_e2e_tools()) return;
   Fixture f("recover_policy = \"failover\"");
-  f.run_reader();
-  f.start_direct_reader();
-  auto before = f.wait_record([](const DaemonRecord& d) { return d.state == "RUNNING"; });
+  auto before = f.start_readers();
   CHECK(fs::exists(before.supervisor_path));
   CHECK((fs::status(before.supervisor_path).permissions() & fs::perms::all) == fs::perms(0600));
 
@@ -352,40 +353,30 @@ TEST_CASE("e2e failover: kill -9 of nydusd under a verifying container is invisi
   }
 
   for (int round = 0; round < 2; ++round) {
-    long rounds = f.count();
     auto d = f.daemon();
     auto t0 = std::chrono::steady_clock::now();
-    f.kill9(static_cast<pid_t>(d.pid));
-    auto after = f.wait_record([&](const DaemonRecord& r) { return r.pid != d.pid && r.state == "RUNNING"; });
-    double recovered_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    WARN("failover " << round << ": pid " << d.pid << " -> " << after.pid << " recorded after " << recovered_ms
-                     << " ms");
-    INFO(f.errors());
-    REQUIRE(f.wait_rounds(rounds + 10));
+    f.fail_over(d, [&](const DaemonRecord& after) {
+      double recovered_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      WARN("failover " << round << ": pid " << d.pid << " -> " << after.pid << " recorded after " << recovered_ms
+                       << " ms");
+    });
   }
   f.check_zero_errors();
   WARN("direct reader: " << f.direct->passes() << " passes, longest read " << f.direct->max_ms() << " ms");
   std::string log = f.s.snapshotter_log();
   CHECK(log.find("refused a connection from pid " + std::to_string(::getpid())) != std::string::npos);
 
-  auto views = f.system_get("/api/v1/daemons");
-  REQUIRE(views.is_array());
-  REQUIRE(views.size() == 1);
-  CHECK(views[0]["recovery_count"] == 2);
-  CHECK(views[0]["state"] == "RUNNING");
-  CHECK(views[0]["last_failover_ms"].is_number());
+  auto view = f.daemon_view();
+  CHECK(view["recovery_count"] == 2);
+  CHECK(view["state"] == "RUNNING");
+  CHECK(view["last_failover_ms"].is_number());
   f.tear_down();
 }
 
 TEST_CASE("e2e failover: kill -9 with a hot standby is taken over by the standby") {
-  if (!have_e2e_tools()) {
-    WARN("containerd, ctr or busybox-static is missing; skipped");
-    return;
-  }
+  if (skip_without_e2e_tools()) return;
   Fixture f("recover_policy = \"failover\"\nhot_standby = true");
-  f.run_reader();
-  f.start_direct_reader();
-  auto d = f.wait_record([](const DaemonRecord& r) { return r.state == "RUNNING"; });
+  auto d = f.start_readers();
   // Twice: after a takeover by the standby a new standby must be prepared,
   // or the second crash would be a cold failover.
   for (int kill = 0; kill < 2; ++kill) {
@@ -398,31 +389,19 @@ TEST_CASE("e2e failover: kill -9 with a hot standby is taken over by the standby
     }
     REQUIRE(standby > 0);
     REQUIRE(standby != static_cast<pid_t>(d.pid));
-    long rounds = f.count();
-    f.kill9(static_cast<pid_t>(d.pid));
-    auto after = f.wait_record([&](const DaemonRecord& r) { return r.pid != d.pid && r.state == "RUNNING"; });
-    CHECK(after.pid == standby);  // no process start: the standby took over
-    INFO(f.errors());
-    REQUIRE(f.wait_rounds(rounds + 10));
+    // No process start: the standby took over.
+    d = f.fail_over(d, [&](const DaemonRecord& after) { CHECK(after.pid == standby); });
     f.check_zero_errors();
-    d = after;
   }
-  auto views = f.system_get("/api/v1/daemons");
-  REQUIRE(views.size() == 1);
-  WARN("hot standby failover took " << views[0]["last_failover_ms"] << " ms; direct reader longest read "
+  WARN("hot standby failover took " << f.daemon_view()["last_failover_ms"] << " ms; direct reader longest read "
                                     << f.direct->max_ms() << " ms");
   f.tear_down();
 }
 
 TEST_CASE("e2e upgrade: hot upgrade over system.sock under a verifying container is invisible") {
-  if (!have_e2e_tools()) {
-    WARN("containerd, ctr or busybox-static is missing; skipped");
-    return;
-  }
+  if (skip_without_e2e_tools()) return;
   Fixture f("recover_policy = \"failover\"");
-  f.run_reader();
-  f.start_direct_reader();
-  auto d = f.wait_record([](const DaemonRecord& r) { return r.state == "RUNNING"; });
+  auto d = f.start_readers();
 
   // Not an executable file: 400, nothing touched.
   auto bad = f.upgrade((f.s.dir / "out/expected").string());
@@ -457,22 +436,15 @@ TEST_CASE("e2e upgrade: hot upgrade over system.sock under a verifying container
     CHECK(after.pid != before.pid);
     CHECK(after.binary_path == next.string());
     CHECK(after.state == "RUNNING");
-    INFO(f.errors());
-    REQUIRE(f.wait_rounds(rounds + 10));
+    f.require_rounds(rounds + 10);
   }
   f.check_zero_errors();
   // After the upgrade, a crash fails over to the new binary as well.
-  long rounds = f.count();
-  auto d2 = f.daemon();
-  f.kill9(static_cast<pid_t>(d2.pid));
-  auto after = f.wait_record([&](const DaemonRecord& r) { return r.pid != d2.pid && r.state == "RUNNING"; });
-  CHECK(after.binary_path == next.string());
-  REQUIRE(f.wait_rounds(rounds + 10));
+  f.fail_over(f.daemon(), [&](const DaemonRecord& after) { CHECK(after.binary_path == next.string()); });
   f.check_zero_errors();
-  auto views = f.system_get("/api/v1/daemons");
-  REQUIRE(views.size() == 1);
-  CHECK(views[0]["binary_path"] == next.string());
-  CHECK(views[0]["last_upgrade_ms"].is_number());
+  auto view = f.daemon_view();
+  CHECK(view["binary_path"] == next.string());
+  CHECK(view["last_upgrade_ms"].is_number());
   auto records = f.system_get("/api/v1/daemons/records");
   REQUIRE(records.is_array());
   CHECK(records.size() == 1);
@@ -480,17 +452,10 @@ TEST_CASE("e2e upgrade: hot upgrade over system.sock under a verifying container
 }
 
 TEST_CASE("e2e failover: kill -9 of the snapshotter then kill -9 of nydusd is invisible") {
-  if (!have_e2e_tools()) {
-    WARN("containerd, ctr or busybox-static is missing; skipped");
-    return;
-  }
+  if (skip_without_e2e_tools()) return;
   Fixture f("recover_policy = \"failover\"");
-  f.run_reader();
-  f.start_direct_reader();
-  auto d = f.wait_record([](const DaemonRecord& r) { return r.state == "RUNNING"; });
-  f.s.snapshotter->signal(SIGKILL);
-  REQUIRE(f.s.snapshotter->wait(kStopTimeout).has_value());
-  f.s.snapshotter.reset();
+  auto d = f.start_readers();
+  f.s.kill9_snapshotter();
   long rounds = f.count();
   f.s.start_snapshotter();  // re-adopts the daemon and asks it for a fresh save
   REQUIRE(f.wait_rounds(rounds + 5));
@@ -502,82 +467,53 @@ TEST_CASE("e2e failover: kill -9 of the snapshotter then kill -9 of nydusd is in
     log = f.s.snapshotter_log();
     if (log.find("re-adopted nydusd " + d.id) != std::string::npos) break;
   }
-  rounds = f.count();
-  f.kill9(static_cast<pid_t>(d.pid));
-  auto after = f.wait_record([&](const DaemonRecord& r) { return r.pid != d.pid && r.state == "RUNNING"; });
-  CHECK(after.id == d.id);
-  INFO(f.errors());
-  REQUIRE(f.wait_rounds(rounds + 10));
+  f.fail_over(d, [&](const DaemonRecord& after) { CHECK(after.id == d.id); });
   f.check_zero_errors();
   f.wait_containerd_reconnected();
   f.tear_down();
 }
 
 TEST_CASE("e2e policy none: a killed nydusd stays dead and its readers fail") {
-  if (!have_e2e_tools()) {
-    WARN("containerd, ctr or busybox-static is missing; skipped");
-    return;
-  }
+  if (skip_without_e2e_tools()) return;
   Fixture f("recover_policy = \"none\"");
-  f.run_reader();
-  auto d = f.wait_record([](const DaemonRecord& r) { return r.state == "RUNNING"; });
+  auto d = f.start_readers(/*with_direct_reader=*/false);
   f.kill9(static_cast<pid_t>(d.pid));
   auto after = f.wait_record([](const DaemonRecord& r) { return r.state == "DIED"; });
   CHECK(after.pid == d.pid);  // nobody was started
   // As documented: the connection is let go, the mount stays, reads fail.
-  for (auto deadline = std::chrono::steady_clock::now() + kRoundsTimeout;
-       f.errors().empty() && std::chrono::steady_clock::now() < deadline;) {
-    std::this_thread::sleep_for(20ms);
-  }
-  CHECK_FALSE(f.errors().empty());
-  auto views = f.system_get("/api/v1/daemons");
-  REQUIRE(views.size() == 1);
-  CHECK(views[0]["state"] == "DIED");
-  CHECK(views[0]["recovery_count"] == 0);
+  f.check_reader_fails();
+  auto view = f.daemon_view();
+  CHECK(view["state"] == "DIED");
+  CHECK(view["recovery_count"] == 0);
   f.tear_down();
 }
 
 TEST_CASE("e2e policy restart: a killed nydusd is replaced and new containers work") {
-  if (!have_e2e_tools()) {
-    WARN("containerd, ctr or busybox-static is missing; skipped");
-    return;
-  }
+  if (skip_without_e2e_tools()) return;
   Fixture f("recover_policy = \"restart\"");
-  f.run_reader();
-  auto d = f.wait_record([](const DaemonRecord& r) { return r.state == "RUNNING"; });
+  auto d = f.start_readers(/*with_direct_reader=*/false);
   f.kill9(static_cast<pid_t>(d.pid));
-  auto after = f.wait_record([&](const DaemonRecord& r) { return r.pid != d.pid && r.state == "RUNNING"; });
+  auto after = f.wait_replaced(d);
   CHECK(after.id == d.id);
   // As documented: the running container's overlay sits on the old
   // connection, which a restart cannot save, so its reads fail...
-  for (auto deadline = std::chrono::steady_clock::now() + kRoundsTimeout;
-       f.errors().empty() && std::chrono::steady_clock::now() < deadline;) {
-    std::this_thread::sleep_for(20ms);
-  }
-  CHECK_FALSE(f.errors().empty());
+  f.check_reader_fails();
   // ...while a new container gets the new mount and reads every byte.
   f.s.containers.push_back("fresh");
   auto run = f.s.ctr({"run", "--rm", "--snapshotter", "nydus", "--mount",
-                      "type=bind,src=" + f.out.string() + ",dst=/out,options=rbind:ro", kNydusImage, "fresh",
+                      "type=bind,src=" + f.out->path.string() + ",dst=/out,options=rbind:ro", kNydusImage, "fresh",
                       "/bin/sha256sum", "-c", "/out/expected"});
   INFO(run.output);
   CHECK(run.exited_ok());
   f.s.containers.pop_back();
-  auto views = f.system_get("/api/v1/daemons");
-  REQUIRE(views.size() == 1);
-  CHECK(views[0]["recovery_count"] == 1);
+  CHECK(f.daemon_view()["recovery_count"] == 1);
   f.tear_down();
 }
 
 TEST_CASE("e2e crash loop: back-off then FAILED with readers waiting then an upgrade recovers") {
-  if (!have_e2e_tools()) {
-    WARN("containerd, ctr or busybox-static is missing; skipped");
-    return;
-  }
+  if (skip_without_e2e_tools()) return;
   Fixture f("recover_policy = \"failover\"\ncrash_loop_limit = 3\nrecover_backoff_ms = 100");
-  f.run_reader();
-  f.start_direct_reader();
-  auto d = f.wait_record([](const DaemonRecord& r) { return r.state == "RUNNING"; });
+  f.start_readers();
   // Fault injection: a "binary" that runs nydusd and kills it with SIGKILL
   // 1.5 s after every start (the kill targets the same pid: exec).
   std::string nydusd = std::string(NYDUS_BIN_DIR) + "/nydusd";
@@ -603,31 +539,20 @@ TEST_CASE("e2e crash loop: back-off then FAILED with readers waiting then an upg
   REQUIRE(fixed.status == 200);
   auto after = f.wait_record([](const DaemonRecord& rec) { return rec.state == "RUNNING"; });
   CHECK(after.binary_path == nydusd);
-  INFO(f.errors());
-  REQUIRE(f.wait_rounds(rounds + 10));
+  f.require_rounds(rounds + 10);
   f.check_zero_errors();
   WARN("crash loop: longest direct read " << f.direct->max_ms() << " ms (readers waited through FAILED)");
   f.tear_down();
 }
 
 TEST_CASE("e2e failover: kill -9 of a shared nydusd is invisible to its instance") {
-  if (!have_e2e_tools()) {
-    WARN("containerd, ctr or busybox-static is missing; skipped");
-    return;
-  }
+  if (skip_without_e2e_tools()) return;
   // Shared mode: the image is attached with POST /api/v1/mount after the
   // daemon started, so only the save after that mount carries it.
   Fixture f("recover_policy = \"failover\"", "shared");
-  f.run_reader();
-  f.start_direct_reader();
-  auto d = f.wait_record([](const DaemonRecord& r) { return r.state == "RUNNING"; });
+  auto d = f.start_readers();
   CHECK(d.daemon_mode == "shared");
-  long rounds = f.count();
-  f.kill9(static_cast<pid_t>(d.pid));
-  auto after = f.wait_record([&](const DaemonRecord& r) { return r.pid != d.pid && r.state == "RUNNING"; });
-  CHECK(after.id == d.id);
-  INFO(f.errors());
-  REQUIRE(f.wait_rounds(rounds + 10));
+  f.fail_over(d, [&](const DaemonRecord& after) { CHECK(after.id == d.id); });
   f.check_zero_errors();
   f.tear_down();
 }

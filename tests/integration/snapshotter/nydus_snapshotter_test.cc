@@ -246,6 +246,25 @@ bool wait_gone(int64_t pid) {
   return p->wait(kExitDeadline).ok();
 }
 
+// Two images (sources from `seed_a` and `seed_b`) pulled as image-a and
+// image-b into a started snapshotter, each prepared for a container (ca, cb)
+// mounted at ra and rb below the test's dir.
+std::pair<Image, Image> start_with_two_images(SnapshotterUnderTest& s, uint32_t seed_a, uint32_t seed_b) {
+  Image a = build_image(s.dir / "a", s.blobs, seed_a);
+  Image b = build_image(s.dir / "b", s.blobs, seed_b);
+  s.start();
+  s.pull("image-a", a);
+  s.pull("image-b", b);
+  auto ma = s.client->prepare("ca", "image-a");
+  INFO(s.log());
+  REQUIRE(ma.ok());
+  auto mb = s.client->prepare("cb", "image-b");
+  REQUIRE(mb.ok());
+  apply_mounts(*ma, s.dir / "ra");
+  apply_mounts(*mb, s.dir / "rb");
+  return {std::move(a), std::move(b)};
+}
+
 }  // namespace
 
 TEST_CASE("dedicated: Prepare over a nydus meta layer serves the image and removing it stops nydusd",
@@ -311,16 +330,8 @@ TEST_CASE("dedicated: Prepare over a nydus meta layer serves the image and remov
 
 TEST_CASE("shared: one nydusd serves two images", "[snapshotter][nydusd]") {
   SnapshotterUnderTest s("shared");
-  Image a = build_image(s.dir / "a", s.blobs, 21);
-  Image b = build_image(s.dir / "b", s.blobs, 22);
-  s.start();
-  s.pull("image-a", a);
-  s.pull("image-b", b);
-  auto ma = s.client->prepare("ca", "image-a");
+  auto [a, b] = start_with_two_images(s, 21, 22);
   INFO(s.log());
-  REQUIRE(ma.ok());
-  auto mb = s.client->prepare("cb", "image-b");
-  REQUIRE(mb.ok());
   auto daemons = s.daemons();
   REQUIRE(daemons.size() == 1);
   CHECK(daemons[0].daemon_mode == "shared");
@@ -331,8 +342,6 @@ TEST_CASE("shared: one nydusd serves two images", "[snapshotter][nydusd]") {
   CHECK(insts[0].seq < insts[1].seq);
   CHECK(insts[0].mountpoint == (s.root / "mnt" / insts[0].snapshot_id).string());
 
-  apply_mounts(*ma, s.dir / "ra");
-  apply_mounts(*mb, s.dir / "rb");
   check_same_tree(a.source, s.dir / "ra");
   check_same_tree(b.source, s.dir / "rb");
   must(unmount((s.dir / "ra").string()));
@@ -431,18 +440,8 @@ TEST_CASE("kill -9 of the snapshotter: the restarted one re-adopts the live nydu
 // successor would come back without one of them.
 TEST_CASE("failover: kill -9 of a shared nydusd serving two images loses no read", "[snapshotter][nydusd]") {
   SnapshotterUnderTest s("shared", "failover");
-  Image a = build_image(s.dir / "a", s.blobs, 41);
-  Image b = build_image(s.dir / "b", s.blobs, 42);
-  s.start();
-  s.pull("image-a", a);
-  s.pull("image-b", b);
-  auto ma = s.client->prepare("ca", "image-a");
+  auto [a, b] = start_with_two_images(s, 41, 42);
   INFO(s.log());
-  REQUIRE(ma.ok());
-  auto mb = s.client->prepare("cb", "image-b");
-  REQUIRE(mb.ok());
-  apply_mounts(*ma, s.dir / "ra");
-  apply_mounts(*mb, s.dir / "rb");
   auto before = s.daemons();
   REQUIRE(before.size() == 1);
 

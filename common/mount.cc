@@ -5,6 +5,7 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <filesystem>
@@ -111,6 +112,20 @@ Result<std::vector<MountInfo>> read_mountinfo(const std::string& path) {
   auto res = parse_mountinfo(ss.str());
   if (!res.ok()) return std::move(res).error().wrap(path);
   return res;
+}
+
+std::vector<std::string> mounts_below(const std::string& root) {
+  std::string base = std::filesystem::path(root).lexically_normal().string();
+  while (base.size() > 1 && base.back() == '/') base.pop_back();
+  std::vector<std::string> found;
+  auto mounts = read_mountinfo();
+  if (!mounts.ok()) return found;
+  for (const auto& m : *mounts) {
+    if (m.mount_point == base || m.mount_point.rfind(base + "/", 0) == 0) found.push_back(m.mount_point);
+  }
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+  found.erase(std::unique(found.begin(), found.end()), found.end());
+  return found;
 }
 
 Result<std::string> mountinfo_path(const std::string& path) {

@@ -45,6 +45,11 @@ Result<std::vector<MountInfo>> read_mountinfo(const std::string& path = "/proc/s
 // Decodes the kernel's \ooo octal escapes; other backslashes stay as they are.
 std::string decode_mountinfo_escapes(std::string_view field);
 
+// The mount points at or below `root` (lexically normalized), deepest first,
+// so detaching them in order never trips over a parent. Empty when mountinfo
+// cannot be read.
+std::vector<std::string> mounts_below(const std::string& root);
+
 // The absolute form of `path` as mountinfo would print it: made absolute,
 // lexically normalized, the parent directory resolved with realpath(3), the
 // last component kept as is (not followed, not stat'ed).

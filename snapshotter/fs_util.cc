@@ -1,5 +1,7 @@
 #include "snapshotter/fs_util.h"
 
+#include "common/mount.h"
+
 #include <sys/mount.h>
 #include <sys/stat.h>
 
@@ -40,47 +42,9 @@ Result<Usage> disk_usage(const fs::path& root) {
   return usage;
 }
 
-namespace {
-
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string unescape_mountinfo(std::string_view s) {
-  auto oct = [](char c) { return c >= '0' && c <= '7'; };
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size() && oct(s[i + 1]) && oct(s[i + 2]) && oct(s[i + 3])) {
-      out.push_back(static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
-      i += 3;
-      continue;
-    }
-    out.push_back(s[i]);
-  }
-  return out;
-}
-
-}  // namespace
-
-std::vector<std::string> mounts_below(const fs::path& path) {
-  std::string root = path.lexically_normal().string();
-  while (root.size() > 1 && root.back() == '/') root.pop_back();
-  std::vector<std::string> found;
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    // id parent major:minor root mountpoint options ...
-    size_t pos = 0;
-    for (int i = 0; i < 4 && pos != std::string::npos; ++i) pos = line.find(' ', pos + 1);
-    if (pos == std::string::npos) continue;
-    size_t end = line.find(' ', pos + 1);
-    std::string mp = unescape_mountinfo(std::string_view(line).substr(pos + 1, end - pos - 1));
-    if (mp == root || mp.rfind(root + "/", 0) == 0) found.push_back(mp);
-  }
-  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
-  found.erase(std::unique(found.begin(), found.end()), found.end());
-  return found;
-}
 
 Status remove_tree(const fs::path& path) {
-  for (const auto& mp : mounts_below(path)) {
+  for (const auto& mp : nydus::mounts_below(path.string())) {
     if (::umount2(mp.c_str(), MNT_DETACH) == 0) {
       spdlog::warn("detached leftover mount {} while removing {}", mp, path.string());
     } else if (errno != EINVAL && errno != ENOENT) {

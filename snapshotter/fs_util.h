@@ -16,8 +16,6 @@ namespace nydus::snapshotter {
 // distinct inode counts once, with its allocated size (st_blocks * 512).
 Result<Usage> disk_usage(const std::filesystem::path& root);
 
-// Mount points at or below `path` (from /proc/self/mountinfo), deepest first.
-std::vector<std::string> mounts_below(const std::filesystem::path& path);
 
 // Removes `path` recursively. Anything mounted below it is detached first
 // (MNT_DETACH), so the removal never descends into a mounted file system.

@@ -117,7 +117,7 @@ TEST_CASE("e2e: containerd imports, unpacks and runs an image through the nydus 
   auto status = s.snapshotter->wait(kStopTimeout);
   REQUIRE(status.has_value());
   CHECK(*status == 0);
-  CHECK(mounts_under(s.dir.path().string()).empty());
+  CHECK(mounts_below(s.dir.path().string()).empty());
 }
 
 // ---------------------------------------------------------------------------
@@ -215,7 +215,6 @@ TEST_CASE("e2e: kill -9 of the snapshotter under a running nydus container is in
   REQUIRE(ls.exited_ok());
   // KEY PARENT KIND: the container's active snapshot sits on the meta layer
   // whose instance the record names.
-  CHECK(ls.output.find("reader") != std::string::npos);
   // (The record names the layer by containerd's namespaced key "<ns>/<n>/<name>".)
   std::string meta_name = instances[0].image_id.substr(instances[0].image_id.rfind('/') + 1);
   CHECK(ls.output.find("reader") != std::string::npos);

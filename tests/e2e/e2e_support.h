@@ -26,6 +26,7 @@
 #include "snapshotter/store.h"
 #include "tests/support/temp_dir.h"
 #include "tests/unit/snapshotter/snapshotter_backends.h"
+#include "common/mount.h"
 #include "tests/support/test_child.h"
 
 namespace nydus::e2e {
@@ -35,7 +36,7 @@ using namespace nydus::snapshotter::testing;
 using nydus::testing::CommandResult;
 using nydus::testing::TempDir;
 using nydus::testing::TestChild;
-using nydus::testing::mounts_under;
+using nydus::mounts_below;
 using nydus::testing::run_command;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;

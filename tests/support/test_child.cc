@@ -126,19 +126,4 @@ CommandResult run_command(const std::vector<std::string>& argv, std::chrono::mil
   return result;
 }
 
-std::vector<std::string> mounts_under(const std::string& root) {
-  std::vector<std::string> found;
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    size_t pos = 0;
-    for (int i = 0; i < 4 && pos != std::string::npos; ++i) pos = line.find(' ', pos + 1);
-    if (pos == std::string::npos) continue;
-    size_t end = line.find(' ', pos + 1);
-    std::string mp = line.substr(pos + 1, end - pos - 1);
-    if (mp == root || mp.rfind(root + "/", 0) == 0) found.push_back(mp);
-  }
-  return found;
-}
-
 }  // namespace nydus::testing

@@ -65,7 +65,4 @@ struct CommandResult {
 // Runs argv to completion (killed after `timeout`), capturing its output.
 CommandResult run_command(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 30s);
 
-// Mount points below `root` (from /proc/self/mountinfo).
-std::vector<std::string> mounts_under(const std::string& root);
-
 }  // namespace nydus::testing

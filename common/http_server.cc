@@ -11,6 +11,7 @@
 // idle connection stays open forever; from the first byte until the response
 // is written a timer bounds the message (HttpServerOptions::message_timeout).
 
+#include "common/hex.h"
 #include "common/http.h"
 
 #include <sys/stat.h>
@@ -75,13 +76,6 @@ bool is_unreserved(unsigned char c) {
   return std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 }  // namespace
 
 std::string url_encode(std::string_view text) {
@@ -109,8 +103,8 @@ Result<std::string> url_decode(std::string_view text, bool plus_is_space) {
     if (c == '+' && plus_is_space) {
       out.push_back(' ');
     } else if (c == '%') {
-      int hi = i + 2 < text.size() ? hex_value(text[i + 1]) : -1;
-      int lo = i + 2 < text.size() ? hex_value(text[i + 2]) : -1;
+      int hi = i + 2 < text.size() ? hex_digit_value(text[i + 1]) : -1;
+      int lo = i + 2 < text.size() ? hex_digit_value(text[i + 2]) : -1;
       if (hi < 0 || lo < 0) {
         return make_error(ErrorKind::kInvalidArgument, "bad percent-encoding at offset {} of '{}'",
                           i, text);

@@ -110,18 +110,6 @@ Result<std::string> check_cache_type(const std::string& type, const std::string&
   return make_error(ErrorKind::kInvalidArgument, "{}: unknown cache type \"{}\"", where, type);
 }
 
-// iostats_files / access_pattern / latest_read_files: the same three keys at
-// the top level of v1 and under "rafs" in v2.
-Status read_file_accounting(const Fields& fields, fuse::FileAccounting* out) {
-  NYDUS_ASSIGN_OR_RETURN(auto files, fields.boolean("iostats_files"));
-  NYDUS_ASSIGN_OR_RETURN(auto pattern, fields.boolean("access_pattern"));
-  NYDUS_ASSIGN_OR_RETURN(auto latest, fields.boolean("latest_read_files"));
-  out->files = files.value_or(false);
-  out->access_pattern = pattern.value_or(false);
-  out->latest_read_files = latest.value_or(false);
-  return ok_status();
-}
-
 Status check_mode(const std::string& mode, const std::string& where) {
   if (mode == "direct" || mode == "cached") return ok_status();
   return make_error(ErrorKind::kInvalidArgument, "{}: mode must be \"direct\" or \"cached\", not \"{}\"",
@@ -132,6 +120,32 @@ Status check_timeout(double secs, const char* name) {
   if (secs < 0 || secs > 1e9) {
     return make_error(ErrorKind::kInvalidArgument, "{} must be between 0 and 1e9 seconds", name);
   }
+  return ok_status();
+}
+
+// The filesystem options v1 keeps at the top level and v2 under "rafs", with
+// the same keys: mode, enable_xattr, the per-file metrics switches and the
+// kernel cache timeouts. `where` names the section in errors ("config" or
+// "rafs"); `prefix` is put before the timeout keys in their errors.
+Status read_fs_options(const Fields& fields, const std::string& where, const std::string& prefix,
+                       FsConfig* out) {
+  NYDUS_ASSIGN_OR_RETURN(auto mode, fields.string("mode"));
+  out->mode = mode.value_or("direct");
+  NYDUS_TRY(check_mode(out->mode, where));
+  NYDUS_ASSIGN_OR_RETURN(auto xattr, fields.boolean("enable_xattr"));
+  out->enable_xattr = xattr.value_or(true);
+  NYDUS_ASSIGN_OR_RETURN(auto files, fields.boolean("iostats_files"));
+  NYDUS_ASSIGN_OR_RETURN(auto pattern, fields.boolean("access_pattern"));
+  NYDUS_ASSIGN_OR_RETURN(auto latest, fields.boolean("latest_read_files"));
+  out->accounting.files = files.value_or(false);
+  out->accounting.access_pattern = pattern.value_or(false);
+  out->accounting.latest_read_files = latest.value_or(false);
+  NYDUS_ASSIGN_OR_RETURN(auto entry_timeout, fields.number("entry_timeout"));
+  out->entry_timeout = entry_timeout.value_or(kDefaultEntryTimeoutSecs);
+  NYDUS_TRY(check_timeout(out->entry_timeout, (prefix + "entry_timeout").c_str()));
+  NYDUS_ASSIGN_OR_RETURN(auto attr_timeout, fields.number("attr_timeout"));
+  out->attr_timeout = attr_timeout.value_or(kDefaultAttrTimeoutSecs);
+  NYDUS_TRY(check_timeout(out->attr_timeout, (prefix + "attr_timeout").c_str()));
   return ok_status();
 }
 
@@ -199,20 +213,9 @@ Result<FsConfig> parse_v1(const json& root) {
     out.storage.cache.work_dir = *work_dir;
   }
 
-  NYDUS_ASSIGN_OR_RETURN(auto mode, top.string("mode"));
-  out.mode = mode.value_or("direct");
-  NYDUS_TRY(check_mode(out.mode, "config"));
+  NYDUS_TRY(read_fs_options(top, "config", "", &out));
   NYDUS_ASSIGN_OR_RETURN(auto validate, top.boolean("digest_validate"));
   out.storage.validate = validate.value_or(false);
-  NYDUS_ASSIGN_OR_RETURN(auto xattr, top.boolean("enable_xattr"));
-  out.enable_xattr = xattr.value_or(true);
-  NYDUS_TRY(read_file_accounting(top, &out.accounting));
-  NYDUS_ASSIGN_OR_RETURN(auto entry_timeout, top.number("entry_timeout"));
-  out.entry_timeout = entry_timeout.value_or(kDefaultEntryTimeoutSecs);
-  NYDUS_TRY(check_timeout(out.entry_timeout, "entry_timeout"));
-  NYDUS_ASSIGN_OR_RETURN(auto attr_timeout, top.number("attr_timeout"));
-  out.attr_timeout = attr_timeout.value_or(kDefaultAttrTimeoutSecs);
-  NYDUS_TRY(check_timeout(out.attr_timeout, "attr_timeout"));
 
   NYDUS_ASSIGN_OR_RETURN(auto prefetch, Fields::of(root, "fs_prefetch", ""));
   NYDUS_ASSIGN_OR_RETURN(auto enable, prefetch.boolean("enable"));
@@ -252,21 +255,10 @@ Result<FsConfig> parse_v2(const json& root) {
   NYDUS_ASSIGN_OR_RETURN(auto cache_prefetch, Fields::of(cache.object(), "prefetch", "cache"));
 
   NYDUS_ASSIGN_OR_RETURN(auto rafs, Fields::of(root, "rafs", ""));
-  NYDUS_ASSIGN_OR_RETURN(auto mode, rafs.string("mode"));
-  out.mode = mode.value_or("direct");
-  NYDUS_TRY(check_mode(out.mode, "rafs"));
+  NYDUS_TRY(read_fs_options(rafs, "rafs", "rafs.", &out));
   NYDUS_ASSIGN_OR_RETURN(auto validate, rafs.boolean("validate"));
   NYDUS_ASSIGN_OR_RETURN(auto cache_validate, cache.boolean("validate"));
   out.storage.validate = validate.value_or(false) || cache_validate.value_or(false);
-  NYDUS_ASSIGN_OR_RETURN(auto xattr, rafs.boolean("enable_xattr"));
-  out.enable_xattr = xattr.value_or(true);
-  NYDUS_TRY(read_file_accounting(rafs, &out.accounting));
-  NYDUS_ASSIGN_OR_RETURN(auto entry_timeout, rafs.number("entry_timeout"));
-  out.entry_timeout = entry_timeout.value_or(kDefaultEntryTimeoutSecs);
-  NYDUS_TRY(check_timeout(out.entry_timeout, "rafs.entry_timeout"));
-  NYDUS_ASSIGN_OR_RETURN(auto attr_timeout, rafs.number("attr_timeout"));
-  out.attr_timeout = attr_timeout.value_or(kDefaultAttrTimeoutSecs);
-  NYDUS_TRY(check_timeout(out.attr_timeout, "rafs.attr_timeout"));
 
   // rafs.prefetch wins; cache.prefetch is read when rafs has none.
   NYDUS_ASSIGN_OR_RETURN(auto rafs_prefetch, Fields::of(rafs.object(), "prefetch", "rafs"));

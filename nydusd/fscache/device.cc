@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "nydusd/fscache/protocol.h"
+#include "nydusd/rafs/file_io.h"
 
 namespace nydus::fscache {
 
@@ -93,18 +94,7 @@ Status CachefilesDevice::write_command(std::string_view command) {
 }
 
 Status CachefilesDevice::write_object(int anon_fd, std::span<const uint8_t> data, uint64_t offset) {
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::pwrite(anon_fd, data.data() + done, data.size() - done, off_t(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      return Error::from_errno(n < 0 ? errno : EIO,
-                               fmt::format("fscache: write {} bytes at {:#x} into the cache file", data.size() - done,
-                                           offset + done));
-    }
-    done += size_t(n);
-  }
-  return ok_status();
+  return rafs::pwrite_all(anon_fd, data, offset, "fscache: the object's cache file");
 }
 
 Status CachefilesDevice::complete_read(int anon_fd, uint32_t msg_id) {

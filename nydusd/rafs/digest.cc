@@ -18,6 +18,8 @@
 #include <cstring>
 #include <memory>
 
+#include "common/hex.h"
+
 namespace nydus::rafs {
 
 namespace {
@@ -275,15 +277,6 @@ std::string to_hex(std::span<const uint8_t> bytes) {
   return s;
 }
 
-namespace {
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-}  // namespace
-
 Result<Digest> digest_from_hex(std::string_view hex) {
   Digest d{};
   if (hex.size() != d.size() * 2) {
@@ -291,8 +284,8 @@ Result<Digest> digest_from_hex(std::string_view hex) {
                       d.size() * 2, hex.size());
   }
   for (size_t i = 0; i < d.size(); ++i) {
-    int hi = hex_value(hex[2 * i]);
-    int lo = hex_value(hex[2 * i + 1]);
+    int hi = hex_digit_value(hex[2 * i]);
+    int lo = hex_digit_value(hex[2 * i + 1]);
     if (hi < 0 || lo < 0) {
       return make_error(ErrorKind::kInvalidArgument, "digest hex has a non-hex character at {}",
                         hi < 0 ? 2 * i : 2 * i + 1);

@@ -44,9 +44,11 @@ Status pwrite_all(int fd, std::span<const uint8_t> data, uint64_t offset, const 
   size_t done = 0;
   while (done < data.size()) {
     ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done, off_t(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Error::from_errno(errno, fmt::format("write {} at {}", path, offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      // pwrite(2) never returns 0 for a non-empty buffer on a regular file;
+      // if something does, fail instead of spinning.
+      return Error::from_errno(n < 0 ? errno : EIO, fmt::format("write {} at {}", path, offset + done));
     }
     done += size_t(n);
   }

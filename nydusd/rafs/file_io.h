@@ -18,7 +18,7 @@ Result<uint64_t> file_size(int fd, const std::string& path);
 // Reads exactly out.size() bytes at `offset`; a short file is kCorrupt
 // ("<path>: want N bytes at OFF, file ends at ...").
 Status pread_exact(int fd, std::span<uint8_t> out, uint64_t offset, const std::string& path);
-// Writes all of `data` at `offset`.
+// Writes all of `data` at `offset` (a write that makes no progress is EIO).
 Status pwrite_all(int fd, std::span<const uint8_t> data, uint64_t offset, const std::string& path);
 // Reads a whole file; files larger than `max_size` are kTooLarge.
 Result<std::vector<uint8_t>> read_file(const std::string& path, uint64_t max_size);

@@ -50,19 +50,6 @@ class FileLock {
   int fd_;
 };
 
-Status pwrite_all(int fd, std::span<const uint8_t> data, uint64_t offset, const std::string& path) {
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done, off_t(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Error::from_errno(errno, fmt::format("write cache file {} at {}", path, offset + done));
-    }
-    done += size_t(n);
-  }
-  return ok_status();
-}
-
 }  // namespace
 
 Result<std::unique_ptr<BlobCache>> BlobCache::open(const std::string& work_dir, BlobSource* source,
@@ -203,7 +190,7 @@ Result<ChunkData> BlobCache::fill(const rafs::ChunkRef& chunk, std::string_view 
 }
 
 void BlobCache::store(const rafs::ChunkRef& chunk, const std::vector<uint8_t>& data) {
-  Status st = pwrite_all(data_fd_.get(), data, chunk.uncompressed_offset, data_path_);
+  Status st = rafs::pwrite_all(data_fd_.get(), data, chunk.uncompressed_offset, data_path_);
   if (st.ok() && ::fdatasync(data_fd_.get()) != 0) {
     st = Error::from_errno(errno, fmt::format("fdatasync cache file {}", data_path_));
   }

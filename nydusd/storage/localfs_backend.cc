@@ -5,6 +5,8 @@
 
 #include <cerrno>
 
+#include "nydusd/rafs/file_io.h"
+
 namespace nydus::storage {
 
 namespace {
@@ -75,22 +77,8 @@ Status LocalFsBackend::do_read(const std::string& blob_id, uint64_t offset,
                       "localfs: range [{}, +{}) is outside blob {} ({} bytes, file {})", offset,
                       out.size(), blob_id, file.size, file.path);
   }
-  size_t done = 0;
-  while (done < out.size()) {
-    ssize_t n = ::pread(file.fd.get(), out.data() + done, out.size() - done, off_t(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Error::from_errno(errno, fmt::format("localfs: read blob file {} at {}", file.path,
-                                                  offset + done));
-    }
-    if (n == 0) {
-      // The file shrank after open: someone truncated it under us.
-      return make_error(ErrorKind::kCorrupt, "localfs: blob file {} ends at {}, expected {} bytes",
-                        file.path, offset + done, file.size);
-    }
-    done += size_t(n);
-  }
-  return ok_status();
+  // A short read means the file shrank after open (truncated under us): kCorrupt.
+  return rafs::pread_exact(file.fd.get(), out, offset, file.path);
 }
 
 }  // namespace nydus::storage

@@ -37,6 +37,7 @@
 
 #include "common/log.h"
 #include "common/unique_fd.h"
+#include "common/version.h"
 #include "snapshotter/config.h"
 #include "snapshotter/daemon_config.h"
 #include "snapshotter/daemon_manager.h"
@@ -48,13 +49,6 @@
 #include "snapshotter/store.h"
 #include "snapshotter/supervisor.h"
 #include "snapshotter/system_api.h"
-
-#ifndef NYDUS_VERSION
-#define NYDUS_VERSION "unknown"
-#endif
-#ifndef NYDUS_GIT_COMMIT
-#define NYDUS_GIT_COMMIT "unknown"
-#endif
 
 namespace nydus::snapshotter {
 namespace {
@@ -148,13 +142,9 @@ std::string find_in_path(const std::string& name) {
 }
 
 void print_version() {
-#if defined(__clang__)
-  const char* compiler = "clang";
-#else
-  const char* compiler = "gcc";
-#endif
-  std::printf("%s\nVersion:    %s\nRevision:   %s\nCompiler:   %s %s\n", kProgram, NYDUS_VERSION,
-              NYDUS_GIT_COMMIT, compiler, __VERSION__);
+  const auto& b = build_info();
+  std::printf("%s\nVersion:    %s\nRevision:   %s\nCompiler:   %s\n", kProgram, b.version.c_str(),
+              b.git_commit.c_str(), b.compiler.c_str());
 }
 
 int run(const CommandLine& cmd) {
@@ -183,7 +173,7 @@ int run(const CommandLine& cmd) {
     return 1;
   }
   spdlog::info("{} {} ({}) starting: root {}, address {}, daemon_mode {}, fs_driver {}, recover_policy {}",
-               kProgram, NYDUS_VERSION, NYDUS_GIT_COMMIT, config.root, config.address,
+               kProgram, build_info().version, build_info().git_commit, config.root, config.address,
                to_string(config.daemon_mode), to_string(config.daemon.fs_driver),
                to_string(config.daemon.recover_policy));
   for (const auto& note : config.notes) spdlog::warn("config: {}", note);

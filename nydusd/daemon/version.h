@@ -5,17 +5,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/version.h"
+
 namespace nydus::daemon {
 
-struct BuildInfo {
-  std::string package_ver;  // "v0.1.0"
-  std::string git_commit;   // NYDUS_GIT_COMMIT from CMake
-  std::string build_time;   // configure time, UTC
-  std::string profile;      // CMAKE_BUILD_TYPE
-  std::string compiler;     // reported in the reference's "rustc" slot
-};
-
-const BuildInfo& build_info();
+// The build stamp lives in common/version.h; nydusd code names it from here.
+using ::nydus::BuildInfo;
+using ::nydus::build_info;
 
 // The reference's lines: "Version:", "Git Commit:", "Build Time:", "Profile:",
 // and "Compiler:" where the reference has "Rustc:".

@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/log.h"
+#include "common/version.h"
 #include "tools/nydus-image/check.h"
 #include "tools/nydus-image/create.h"
 #include "tools/nydus-image/export_block.h"
@@ -26,18 +27,11 @@ using nydus::rafs::Compressor;
 using nydus::rafs::Digester;
 namespace builder = nydus::builder;
 
-#ifndef NYDUS_VERSION
-#define NYDUS_VERSION "unknown"
-#endif
-#ifndef NYDUS_GIT_COMMIT
-#define NYDUS_GIT_COMMIT "unknown"
-#endif
-#ifndef NYDUS_BUILD_PROFILE
-#define NYDUS_BUILD_PROFILE "unknown"
-#endif
 
-const std::string kVersionText = "Version:    \t" NYDUS_VERSION "\nGit Commit: \t" NYDUS_GIT_COMMIT
-                                 "\nProfile:    \t" NYDUS_BUILD_PROFILE;
+std::string version_text() {
+  const auto& b = nydus::build_info();
+  return "Version:    \t" + b.version + "\nGit Commit: \t" + b.git_commit + "\nProfile:    \t" + b.profile;
+}
 
 Result<uint32_t> parse_chunk_size(const std::string& text) {
   try {
@@ -255,7 +249,7 @@ int main(int argc, char** argv) {
   if (!std::setlocale(LC_CTYPE, "C.UTF-8")) std::setlocale(LC_CTYPE, "");
 
   CLI::App app{"nydus-image: build, merge, check, inspect and export RAFS v6 (EROFS-compatible) images"};
-  app.set_version_flag("-V,--version", kVersionText);
+  app.set_version_flag("-V,--version", version_text());
   app.require_subcommand(1);
   app.fallthrough();  // `nydus-image create ... -l debug` works as well as `nydus-image -l debug create ...`
   std::string log_level = "info";

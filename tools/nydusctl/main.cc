@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/http.h"
+#include "common/version.h"
 
 namespace {
 
@@ -267,7 +268,7 @@ int main(int argc, char** argv) {
   CLI::App app{
       "nydusctl: query and control nydusd (--sock, its API socket) and the nydus snapshotter "
       "(--system, its system.sock).\nExit status: 0 ok, 1 the request failed, 2 usage error."};
-  app.set_version_flag("--version", std::string(NYDUS_VERSION) + " (" NYDUS_GIT_COMMIT ")");
+  app.set_version_flag("--version", nydus::build_info().version + " (" + nydus::build_info().git_commit + ")");
   app.require_subcommand(1);
   // Global options may also follow the subcommand (`nydusctl info --sock S`).
   app.fallthrough();

@@ -102,31 +102,6 @@ Result<std::shared_ptr<const std::vector<rafs::ChunkInfo>>> BlobRangeSource::chu
   return chunks_;
 }
 
-rafs::ChunkRef BlobRangeSource::chunk_ref(uint32_t ci_index, const rafs::ChunkInfo& ci) const {
-  rafs::ChunkRef r;
-  r.blob_index = blob_.index;
-  r.ci_index = ci_index;
-  r.file_offset = 0;  // not file data: the blob address space
-  r.compressed_offset = ci.compressed_offset;
-  r.compressed_size = ci.compressed_size;
-  r.uncompressed_offset = ci.uncompressed_offset;
-  r.uncompressed_size = ci.uncompressed_size;
-  r.compressed = ci.compressed;
-  r.compressor = blob_.compressor;
-  r.digester = blob_.digester;
-  // The compressed extent is already known (from the CI array), so the
-  // storage source must not resolve it again.
-  r.in_chunk_table = true;
-  if (bootstrap_) {
-    if (const rafs::ChunkTableEntry* e = bootstrap_->find_chunk(blob_.index, ci_index, ci.uncompressed_offset)) {
-      rafs::Digest d;
-      std::memcpy(d.data(), e->digest, d.size());
-      r.digest = d;
-    }
-  }
-  return r;
-}
-
 Status BlobRangeSource::read_chunk(const rafs::ChunkRef& ref, uint32_t offset, std::span<uint8_t> out) {
   NYDUS_TRY(storage::check_chunk_extent(blob_, ref));
   const std::string hint = fmt::format("fscache blob {} [{:#x}, {:#x})", blob_.blob_id,
@@ -159,7 +134,8 @@ Status BlobRangeSource::read(uint64_t offset, std::span<uint8_t> out) {
     const uint64_t e = std::min(end, cend);
     if (s >= e) continue;
     const auto k = uint32_t(it - list->begin());
-    NYDUS_TRY(read_chunk(chunk_ref(k, *it), uint32_t(s - cstart), out.subspan(s - offset, e - s)));
+    NYDUS_TRY(read_chunk(rafs::chunk_ref_from_ci(blob_, k, *it, bootstrap_.get()), uint32_t(s - cstart),
+                         out.subspan(s - offset, e - s)));
   }
   return ok_status();
 }

@@ -61,7 +61,6 @@ class BlobRangeSource final : public ObjectSource {
 
   // The CI array, loaded on first use (see above).
   Result<std::shared_ptr<const std::vector<rafs::ChunkInfo>>> chunks();
-  rafs::ChunkRef chunk_ref(uint32_t ci_index, const rafs::ChunkInfo& ci) const;
   // Copies [offset, offset + out.size()) of one chunk into out.
   Status read_chunk(const rafs::ChunkRef& ref, uint32_t offset, std::span<uint8_t> out);
 

@@ -1,5 +1,7 @@
 #include "nydusd/rafs/blob_ci.h"
 
+#include <cstring>
+
 #include "nydusd/rafs/compression.h"
 #include "nydusd/rafs/file_io.h"
 #include "nydusd/rafs/read_struct.h"
@@ -131,6 +133,30 @@ Result<std::vector<ChunkInfo>> read_blob_ci(const BlobInfo& blob, const std::str
   std::vector<uint8_t> bytes(blob.ci_compressed_size + kHeaderSize);
   NYDUS_TRY(pread_exact(fd.get(), bytes, blob.ci_offset, path));
   return parse_blob_ci(blob, bytes, source);
+}
+
+ChunkRef chunk_ref_from_ci(const BlobInfo& blob, uint32_t ci_index, const ChunkInfo& ci,
+                           const Bootstrap* bootstrap) {
+  ChunkRef r;
+  r.blob_index = blob.index;
+  r.ci_index = ci_index;
+  r.file_offset = 0;
+  r.compressed_offset = ci.compressed_offset;
+  r.compressed_size = ci.compressed_size;
+  r.uncompressed_offset = ci.uncompressed_offset;
+  r.uncompressed_size = ci.uncompressed_size;
+  r.compressed = ci.compressed;
+  r.compressor = blob.compressor;
+  r.digester = blob.digester;
+  r.in_chunk_table = true;
+  if (bootstrap) {
+    if (const ChunkTableEntry* e = bootstrap->find_chunk(blob.index, ci_index, ci.uncompressed_offset)) {
+      Digest d;
+      std::memcpy(d.data(), e->digest, d.size());
+      r.digest = d;
+    }
+  }
+  return r;
 }
 
 }  // namespace nydus::rafs

@@ -30,4 +30,12 @@ Result<std::vector<ChunkInfo>> parse_blob_ci(const BlobInfo& blob, std::span<con
 // Reads the CI region from `path` (the blob file or its blob.meta) and parses it.
 Result<std::vector<ChunkInfo>> read_blob_ci(const BlobInfo& blob, const std::string& path, CiSource source);
 
+// The ChunkRef of CI entry `ci_index` of `blob`, for readers that walk a blob
+// rather than a file (export, fscache): both extents come from the CI entry,
+// so nothing is left to resolve (in_chunk_table), and the digest from
+// `bootstrap`'s chunk table when it has the chunk (bootstrap may be null).
+// file_offset is 0: the ref addresses the blob, not a file.
+ChunkRef chunk_ref_from_ci(const BlobInfo& blob, uint32_t ci_index, const ChunkInfo& ci,
+                           const Bootstrap* bootstrap);
+
 }  // namespace nydus::rafs

@@ -8,8 +8,9 @@
 
 #include "common/unique_fd.h"
 #include "nydusd/rafs/bootstrap.h"
-#include "nydusd/rafs/file_io.h"
+#include "nydusd/rafs/blob_ci.h"
 #include "nydusd/rafs/blob_reader.h"
+#include "nydusd/rafs/file_io.h"
 #include "tools/nydus-image/bootstrap_writer.h"
 
 namespace nydus::builder {
@@ -17,38 +18,6 @@ namespace nydus::builder {
 namespace {
 
 constexpr uint64_t kMaxBootstrapSize = 1ull << 32;
-
-Status pwrite_all(int fd, const uint8_t* p, size_t n, uint64_t off, const std::string& path) {
-  while (n > 0) {
-    ssize_t w = pwrite(fd, p, n, off_t(off));
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return Error::from_errno(errno, "write " + path);
-    p += w;
-    n -= size_t(w);
-    off += uint64_t(w);
-  }
-  return ok_status();
-}
-
-// A reference to CI entry `ci` of blob `blob`, with the chunk table's
-// digest when the bootstrap has one, so every exported chunk is verified.
-rafs::ChunkRef chunk_ref(const rafs::Bootstrap& bs, uint32_t blob, uint32_t ci, const rafs::ChunkInfo& info) {
-  rafs::ChunkRef r;
-  r.blob_index = blob;
-  r.ci_index = ci;
-  r.uncompressed_offset = info.uncompressed_offset;
-  r.uncompressed_size = info.uncompressed_size;
-  r.compressed_offset = info.compressed_offset;
-  r.compressed_size = info.compressed_size;
-  r.compressed = info.compressed;
-  r.compressor = bs.blobs()[blob].compressor;
-  r.digester = bs.blobs()[blob].digester;
-  if (const rafs::ChunkTableEntry* e = bs.find_chunk(blob, ci, info.uncompressed_offset)) {
-    r.digest.emplace();
-    std::memcpy(r.digest->data(), e->digest, r.digest->size());
-  }
-  return r;
-}
 
 }  // namespace
 
@@ -73,7 +42,7 @@ Result<ExportResult> export_block(const std::string& bootstrap, const std::strin
     unlink(tmp.c_str());
     return e;
   };
-  if (auto st = pwrite_all(fd.get(), bytes.data(), bytes.size(), 0, tmp); !st.ok()) return fail(std::move(st).error());
+  if (auto st = rafs::pwrite_all(fd.get(), bytes, 0, tmp); !st.ok()) return fail(std::move(st).error());
   uint64_t end = bytes.size();
   rafs::BlobReader reader(bs, blob_dir);
   for (uint32_t i = 0; i < blobs.size(); ++i) {
@@ -82,9 +51,9 @@ Result<ExportResult> export_block(const std::string& bootstrap, const std::strin
     uint64_t base = uint64_t(mapped[i]) * rafs::kBlockSize;
     for (uint32_t ci = 0; ci < (*infos)->size(); ++ci) {
       const rafs::ChunkInfo& info = (**infos)[ci];
-      auto data = reader.read_chunk(chunk_ref(*bs, i, ci, info));
+      auto data = reader.read_chunk(rafs::chunk_ref_from_ci(bs->blobs()[i], ci, info, bs.get()));
       if (!data.ok()) return fail(std::move(data).error());
-      if (auto st = pwrite_all(fd.get(), data->data(), data->size(), base + info.uncompressed_offset, tmp); !st.ok())
+      if (auto st = rafs::pwrite_all(fd.get(), *data, base + info.uncompressed_offset, tmp); !st.ok())
         return fail(std::move(st).error());
     }
     end = base + blobs[i].uncompressed_size;

@@ -65,29 +65,4 @@ json instance_config(const json& tmpl, const std::string& rafs_key, const std::s
   return c;
 }
 
-Status write_file_atomic(const std::string& path, std::string_view content, unsigned mode) {
-  std::string tmp = path + ".tmp-XXXXXX";
-  UniqueFd fd(::mkostemp(tmp.data(), O_CLOEXEC));
-  if (!fd) return Error::from_errno(errno, fmt::format("creating a temporary file for {}", path));
-  auto fail = [&](std::string_view what) {
-    Error e = Error::from_errno(errno, fmt::format("{} {}", what, tmp));
-    ::unlink(tmp.c_str());
-    return e;
-  };
-  if (::fchmod(fd.get(), mode) != 0) return fail("chmod");
-  size_t done = 0;
-  while (done < content.size()) {
-    ssize_t n = ::write(fd.get(), content.data() + done, content.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail("writing");
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd.get()) != 0) return fail("fsync");
-  fd.reset();
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail(fmt::format("renaming to {}", path));
-  return ok_status();
-}
-
 }  // namespace nydus::snapshotter

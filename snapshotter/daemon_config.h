@@ -36,8 +36,5 @@ Result<nlohmann::json> load_nydusd_config_template(const std::string& path);
 nlohmann::json instance_config(const nlohmann::json& tmpl, const std::string& rafs_key,
                                const std::string& cache_dir);
 
-// Writes `content` to `path` atomically with `mode`; creates nothing but the
-// file (the directory must exist).
-Status write_file_atomic(const std::string& path, std::string_view content, unsigned mode = 0600);
 
 }  // namespace nydus::snapshotter

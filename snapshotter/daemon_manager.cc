@@ -13,6 +13,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/file_write.h"
 #include "common/mount.h"
 #include "snapshotter/daemon_config.h"
 #include "snapshotter/supervisor.h"
@@ -367,7 +368,7 @@ Status DaemonManager::restart(Daemon& daemon, const std::vector<InstanceRecord>&
     NYDUS_TRY(mkdir_p(fs::path(r.config_path).parent_path().string(), 0700));
     json config = dedicated ? instance_config(options_.config_template, dedicated->snapshot_id, options_.cache_dir)
                             : options_.config_template;
-    NYDUS_TRY(write_file_atomic(r.config_path, config.dump(2)));
+    NYDUS_TRY(write_file_atomic(r.config_path, config.dump(2), 0600, Durability::kDurable));
   }
   daemon.set_state(kStateStarting);
   daemon.set_stopping(false);
@@ -670,7 +671,7 @@ Result<std::shared_ptr<Daemon>> DaemonManager::create_daemon(DaemonMode mode,
   // reference dumps it too; instances get their own files).
   json config = request ? instance_config(options_.config_template, request->snapshot_id, options_.cache_dir)
                         : options_.config_template;
-  NYDUS_TRY(write_file_atomic(paths.config_file, config.dump(2)));
+  NYDUS_TRY(write_file_atomic(paths.config_file, config.dump(2), 0600, Durability::kDurable));
   {
     NYDUS_ASSIGN_OR_RETURN(Transaction tx, store_.begin(Transaction::Mode::kWrite));
     NYDUS_TRY(store_.insert_daemon(tx, r));
@@ -796,7 +797,7 @@ Result<std::string> DaemonManager::mount_shared(const RafsMountRequest& request)
   std::string config_dir = fs::path(config_path).parent_path().string();
   auto mounted = [&]() -> Status {
     NYDUS_TRY(mkdir_p(config_dir, 0700));
-    NYDUS_TRY(write_file_atomic(config_path, config.dump(2)));
+    NYDUS_TRY(write_file_atomic(config_path, config.dump(2), 0600, Durability::kDurable));
     return daemon->client().mount(vpath, request.bootstrap, config.dump());
   }();
   if (!mounted.ok()) {

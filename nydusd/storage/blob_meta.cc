@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/file_write.h"
 #include "nydusd/rafs/blob_ci.h"
 #include "nydusd/rafs/compression.h"
 #include "nydusd/rafs/file_io.h"
@@ -21,32 +22,6 @@ namespace {
 // 16M chunks (the format's limit) of 16-byte v1 entries; bounds what a
 // hostile blob table can make us allocate before the parser checks it.
 constexpr uint64_t kMaxCiBytes = 256ull << 20;
-
-// Writes `bytes` to `path` via a temporary file and rename, so a reader
-// never sees a half-written blob.meta.
-Status write_atomically(const std::string& path, std::span<const uint8_t> bytes) {
-  static std::atomic<uint64_t> counter{0};
-  std::string tmp = fmt::format("{}.tmp.{}.{}", path, ::getpid(), counter.fetch_add(1));
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-  if (!fd) return Error::from_errno(errno, fmt::format("create {}", tmp));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int err = n < 0 ? errno : EIO;
-      ::unlink(tmp.c_str());
-      return Error::from_errno(err, fmt::format("write {}", tmp));
-    }
-    done += size_t(n);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return Error::from_errno(err, fmt::format("rename {} to {}", tmp, path));
-  }
-  return ok_status();
-}
 
 }  // namespace
 
@@ -111,7 +86,7 @@ Status BlobMeta::load_locked() {
       std::vector<uint8_t> meta = std::move(raw).value();
       meta.resize(rafs::round_up(meta.size(), rafs::kBlockSize), 0);
       meta.insert(meta.end(), region.end() - long(header_size), region.end());
-      if (Status st = write_atomically(meta_path_, meta); !st.ok()) {
+      if (Status st = write_file_atomic(meta_path_, meta, 0644, Durability::kNotDurable); !st.ok()) {
         spdlog::warn("could not cache the CI array of blob {}: {}", blob_.blob_id,
                      st.error().message());
       }

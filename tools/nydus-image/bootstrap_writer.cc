@@ -237,27 +237,4 @@ Result<std::vector<uint8_t>> write_bootstrap(const Image& img) {
   return out;
 }
 
-Status write_file_atomic(const std::string& path, const std::vector<uint8_t>& bytes) {
-  std::string tmp = path + ".tmp" + std::to_string(getpid());
-  UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!fd) return Error::from_errno(errno, "create " + tmp);
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = write(fd.get(), bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      unlink(tmp.c_str());
-      return Error::from_errno(err, "write " + tmp);
-    }
-    done += size_t(n);
-  }
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    unlink(tmp.c_str());
-    return Error::from_errno(err, "save " + path);
-  }
-  return ok_status();
-}
-
 }  // namespace nydus::builder

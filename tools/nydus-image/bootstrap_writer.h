@@ -19,10 +19,4 @@ std::vector<uint32_t> flat_mapped_blkaddrs(uint64_t bootstrap_size, const std::v
 
 Result<std::vector<uint8_t>> write_bootstrap(const Image& img);
 
-// Writes the bytes to `path` through a temporary file and rename(), so a
-// failed build never leaves a truncated bootstrap behind and readers never
-// see a partial one. No fsync: like the blob, durability is left to the
-// caller (an fsync here would also flush the whole blob on ext4).
-Status write_file_atomic(const std::string& path, const std::vector<uint8_t>& bytes);
-
 }  // namespace nydus::builder

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/file_write.h"
 #include "tools/nydus-image/blob_writer.h"
 #include "tools/nydus-image/bootstrap_writer.h"
 #include "tools/nydus-image/dir_scanner.h"
@@ -27,7 +28,7 @@ Result<CreateResult> run_create(const CreateOptions& opts) {
   }
   NYDUS_ASSIGN_OR_RETURN(auto blob_id, blob->finish());
   NYDUS_ASSIGN_OR_RETURN(auto bytes, write_bootstrap(img));
-  NYDUS_TRY(write_file_atomic(opts.bootstrap, bytes));
+  NYDUS_TRY(write_file_atomic(opts.bootstrap, bytes, 0644, Durability::kNotDurable));
 
   CreateResult r;
   r.blob_id = blob_id;

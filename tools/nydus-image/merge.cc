@@ -5,6 +5,7 @@
 #include <map>
 #include <unordered_set>
 
+#include "common/file_write.h"
 #include "nydusd/rafs/bootstrap.h"
 #include "tools/nydus-image/bootstrap_loader.h"
 #include "tools/nydus-image/bootstrap_writer.h"
@@ -124,7 +125,7 @@ Result<MergeResult> run_merge(const MergeOptions& opts) {
     }
   }
   NYDUS_ASSIGN_OR_RETURN(auto bytes, write_bootstrap(merged));
-  NYDUS_TRY(write_file_atomic(opts.bootstrap, bytes));
+  NYDUS_TRY(write_file_atomic(opts.bootstrap, bytes, 0644, Durability::kNotDurable));
   return MergeResult{merged.blobs.size(), merged.chunks.size(), bytes.size()};
 }
 

@@ -19,6 +19,7 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include "common/file_write.h"
 #include "common/unix_socket.h"
 #include "snapshotter/daemon_client.h"
 #include "snapshotter/daemon_command.h"
@@ -369,8 +370,8 @@ TEST_CASE("the config template is filled per instance and written atomically") {
 
   testing::TempDir dir("nydus-cfg");
   std::string path = (dir / "config.json").string();
-  must(write_file_atomic(path, c.dump()));
-  must(write_file_atomic(path, c.dump(2)));
+  must(nydus::write_file_atomic(path, c.dump(), 0600, nydus::Durability::kDurable));
+  must(nydus::write_file_atomic(path, c.dump(2), 0600, nydus::Durability::kDurable));
   std::ifstream in(path);
   CHECK(json::parse(in) == c);
   int files = 0;

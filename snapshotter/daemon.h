@@ -43,17 +43,24 @@ inline constexpr std::string_view kStateFailed = "FAILED";
 
 inline constexpr std::string_view kModeDedicated = "dedicated";
 inline constexpr std::string_view kModeShared = "shared";
+// DaemonRecord::fs_driver values.
+inline constexpr std::string_view kDriverFusedev = "fusedev";
+inline constexpr std::string_view kDriverFscache = "fscache";
 
 class Daemon {
  public:
   Daemon(DaemonRecord record, std::unique_ptr<DaemonClient> client)
-      : id_(record.id), shared_(record.daemon_mode == kModeShared), record_(std::move(record)),
+      : id_(record.id), shared_(record.daemon_mode == kModeShared), fscache_(record.fs_driver == kDriverFscache),
+        record_(std::move(record)),
         client_(std::move(client)) {}
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
 
   const std::string& id() const { return id_; }
   bool shared() const { return shared_; }
+  // A `nydusd singleton` serving EROFS over fscache (always shared): its
+  // instances are bound with /api/v2/blobs and mounted by the snapshotter.
+  bool fscache() const { return fscache_; }
   // Replaced (replace_client) only under operation_mutex(); use it under
   // that mutex too, or on a daemon nobody else can reach yet.
   DaemonClient& client() { return *client_; }
@@ -149,6 +156,7 @@ class Daemon {
  private:
   const std::string id_;
   const bool shared_;
+  const bool fscache_;
   mutable std::mutex mu_;
   DaemonRecord record_;              // guarded by mu_
   std::optional<Process> process_;   // guarded by mu_; always detached

@@ -39,6 +39,22 @@ Status HttpDaemonClient::umount(const std::string& vpath) {
   return ok_status();
 }
 
+Status HttpDaemonClient::bind_blob(const json& entry) {
+  auto r = http_.request_json("PUT", "/api/v2/blobs", entry, kDaemonRequestTimeout);
+  if (!r.ok()) {
+    return std::move(r).error().wrap(fmt::format("nydusd {}: binding {}", api_socket_, entry.value("id", "?")));
+  }
+  return ok_status();
+}
+
+Status HttpDaemonClient::unbind_blob(const std::string& domain_id, const std::string& blob_id) {
+  auto r = http_.request_json("DELETE", fmt::format("/api/v2/blobs?domain_id={}&blob_id={}", url_encode(domain_id),
+                                                    url_encode(blob_id)),
+                              std::nullopt, kDaemonRequestTimeout);
+  if (!r.ok()) return std::move(r).error().wrap(fmt::format("nydusd {}: unbinding {}", api_socket_, blob_id));
+  return ok_status();
+}
+
 Status HttpDaemonClient::put_no_body(const std::string& path) {
   auto r = http_.request_json("PUT", path, std::nullopt, kDaemonRequestTimeout);
   if (!r.ok()) return std::move(r).error().wrap(fmt::format("nydusd {}: PUT {}", api_socket_, path));

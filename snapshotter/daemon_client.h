@@ -7,6 +7,8 @@
 //   POST   /api/v1/mount?mountpoint=/<snapID>   body {"source","fs_type":"rafs","config":"<json string>"}
 //   DELETE /api/v1/mount?mountpoint=/<snapID>
 //   PUT    /api/v1/daemon/{start,exit,fuse/sendfd,fuse/takeover}   (failover and upgrade; no body)
+//   PUT    /api/v2/blobs                         body: a BlobCacheEntry (fscache daemons)
+//   DELETE /api/v2/blobs?domain_id=D&blob_id=B
 // Success is 200 or 204; errors carry {"code","message"}.
 //
 // Liveness: connect_watch() opens a connection that is never written to.
@@ -56,7 +58,12 @@ class DaemonClient {
   // DELETE /api/v1/mount.
   virtual Status umount(const std::string& vpath) = 0;
 
-  // For failover and hot upgrade (not used by the manager yet).
+  // fscache (singleton) daemons: bind a bootstrap (PUT /api/v2/blobs) and
+  // unbind it (DELETE /api/v2/blobs; an unknown one is kNotFound).
+  virtual Status bind_blob(const nlohmann::json& entry) = 0;
+  virtual Status unbind_blob(const std::string& domain_id, const std::string& blob_id) = 0;
+
+  // For failover and hot upgrade.
   virtual Status start() = 0;     // PUT /api/v1/daemon/start
   virtual Status exit() = 0;      // PUT /api/v1/daemon/exit (stop serving, never unmount)
   virtual Status send_fd() = 0;   // PUT /api/v1/daemon/fuse/sendfd
@@ -81,6 +88,8 @@ class HttpDaemonClient final : public DaemonClient {
   Result<DaemonInfo> get_info(std::chrono::milliseconds timeout) override;
   Status mount(const std::string& vpath, const std::string& bootstrap, const std::string& config_json) override;
   Status umount(const std::string& vpath) override;
+  Status bind_blob(const nlohmann::json& entry) override;
+  Status unbind_blob(const std::string& domain_id, const std::string& blob_id) override;
   Status start() override;
   Status exit() override;
   Status send_fd() override;

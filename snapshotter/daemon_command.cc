@@ -53,24 +53,30 @@ DaemonPaths daemon_paths(const std::string& root, const std::string& log_dir, co
 
 namespace {
 
-// The fields every fusedev daemon shares.
-DaemonCommand fuse_base(const DaemonPaths& paths, const std::string& id, const std::string& mountpoint,
-                        const DaemonLaunchSettings& s) {
+// The fields every daemon shares, whatever its driver.
+DaemonCommand common_base(const DaemonPaths& paths, const std::string& id, const DaemonLaunchSettings& s) {
   DaemonCommand c;
-  c.mode = "fuse";
   c.upgrade = s.upgrade;
-  c.thread_num = s.thread_num;
   if (!s.supervisor.empty()) {
     c.id = id;
     c.supervisor = s.supervisor;
   }
-  c.mountpoint = mountpoint;
   c.apisock = paths.api_socket;
   // nydusd knows no "off"; the snapshotter's quietest useful level is error.
   c.log_level = s.log_level == "off" ? "error" : s.log_level;
   // With log_to_stdout nydusd logs to the stream it inherited, as in the
   // reference.
   if (!s.log_to_stdout) c.log_file = paths.log_file;
+  return c;
+}
+
+// The fields every fusedev daemon shares.
+DaemonCommand fuse_base(const DaemonPaths& paths, const std::string& id, const std::string& mountpoint,
+                        const DaemonLaunchSettings& s) {
+  DaemonCommand c = common_base(paths, id, s);
+  c.mode = "fuse";
+  c.thread_num = s.thread_num;
+  c.mountpoint = mountpoint;
   // Always passed for fusedev, whatever the recover policy (reference §4.1).
   // The reference's "flush" writes to a fusectl file only vendor kernels
   // have (reference-nydusd.md §5.6); our nydusd knows none|resend, and
@@ -95,6 +101,17 @@ DaemonCommand dedicated_fuse_command(const DaemonPaths& paths, const std::string
 DaemonCommand shared_fuse_command(const DaemonPaths& paths, const std::string& id, const std::string& mountpoint,
                                   const DaemonLaunchSettings& settings) {
   return fuse_base(paths, id, mountpoint, settings);
+}
+
+DaemonCommand fscache_singleton_command(const DaemonPaths& paths, const std::string& id,
+                                        const std::string& fscache_dir, const DaemonLaunchSettings& settings) {
+  DaemonCommand c = common_base(paths, id, settings);
+  c.mode = "singleton";
+  if (!settings.upgrade) {
+    c.fscache_dir = fscache_dir;
+    c.fscache_threads = settings.thread_num;
+  }
+  return c;
 }
 
 std::string new_daemon_id() {

@@ -81,6 +81,14 @@ DaemonCommand dedicated_fuse_command(const DaemonPaths& paths, const std::string
 DaemonCommand shared_fuse_command(const DaemonPaths& paths, const std::string& id,
                                   const std::string& mountpoint, const DaemonLaunchSettings& settings);
 
+// fscache: one `nydusd singleton` serving the kernel's EROFS through
+// /dev/cachefiles with `fscache_dir` as the cache; images are bound later
+// with PUT /api/v2/blobs. No mountpoint, no --failover-policy (the kernel's
+// `restore` replaces the FUSE resend). A successor (settings.upgrade) gets no
+// --fscache: the directory comes with the saved state.
+DaemonCommand fscache_singleton_command(const DaemonPaths& paths, const std::string& id,
+                                        const std::string& fscache_dir, const DaemonLaunchSettings& settings);
+
 // A new daemon id: a 20-character xid (12 bytes: seconds, 5 random bytes,
 // a 3-byte counter; base32hex, lower case), as the reference's rs/xid.
 // Unique within this process and, with overwhelming probability, across

@@ -65,4 +65,27 @@ json instance_config(const json& tmpl, const std::string& rafs_key, const std::s
   return c;
 }
 
+json fscache_blob_entry(const json& tmpl, const std::string& fsid, const std::string& bootstrap,
+                        const std::string& cache_dir) {
+  json backend;
+  bool validate = false;
+  if (tmpl.contains("device")) {
+    const json& device = tmpl["device"];
+    const json b = device.value("backend", json::object());
+    std::string type = b.value("type", "");
+    backend = {{"type", type}, {type, b.value("config", json::object())}};
+    validate = tmpl.value("digest_validate", false);
+  } else {
+    backend = tmpl.value("backend", json::object());
+    const json cache = tmpl.value("cache", json::object());
+    validate = cache.is_object() && cache.value("validate", false);
+  }
+  json config = {{"version", 2},
+                 {"id", fsid},
+                 {"backend", std::move(backend)},
+                 {"cache", {{"type", "fscache"}, {"fscache", {{"work_dir", cache_dir}}}, {"validate", validate}}},
+                 {"metadata_path", bootstrap}};
+  return {{"type", "bootstrap"}, {"id", fsid}, {"domain_id", ""}, {"config_v2", std::move(config)}};
+}
+
 }  // namespace nydus::snapshotter

@@ -36,5 +36,13 @@ Result<nlohmann::json> load_nydusd_config_template(const std::string& path);
 nlohmann::json instance_config(const nlohmann::json& tmpl, const std::string& rafs_key,
                                const std::string& cache_dir);
 
+// fscache mode: the BlobCacheEntry (PUT /api/v2/blobs) that binds
+// `bootstrap` under fscache id `fsid` (the kernel's mount "fsid=", also its
+// domain: no domain_id). Its config_v2 takes the template's backend (v1
+// device.backend {type, config} or v2 backend as is) and its digest
+// validation; the cache is "fscache" (the kernel's cache file) with
+// `cache_dir` as work_dir. Pure.
+nlohmann::json fscache_blob_entry(const nlohmann::json& tmpl, const std::string& fsid, const std::string& bootstrap,
+                                  const std::string& cache_dir);
 
 }  // namespace nydus::snapshotter

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -85,6 +86,38 @@ std::string describe_exit(std::optional<int> status) {
   if (*status == Process::kExitStatusUnknown) return "exited (status unknown: not our child)";
   if (*status < 0) return fmt::format("was killed by signal {}", -*status);
   return fmt::format("exited with status {}", *status);
+}
+
+// fscache: the instance's fscache id (the mount's fsid and the binding's
+// id) lives in its annotations.
+constexpr const char* kFscacheIdAnnotation = "fscache_id";
+
+std::string fscache_id_of(const InstanceRecord& inst) {
+  json j = json::parse(inst.annotations_json, nullptr, false);
+  if (!j.is_object()) return {};
+  auto it = j.find(kFscacheIdAnnotation);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+void set_fscache_id(InstanceRecord& inst, const std::string& fscache_id) {
+  json j = json::parse(inst.annotations_json, nullptr, false);
+  if (!j.is_object()) j = json::object();
+  j[kFscacheIdAnnotation] = fscache_id;
+  inst.annotations_json = j.dump();
+}
+
+// mount -t erofs -o fsid=<id>: the kernel asks nydusd for the bootstrap
+// before mount(2) returns.
+Result<MountGuard> mount_erofs_fscache(const InstanceRecord& inst) {
+  std::string fsid = fscache_id_of(inst);
+  if (fsid.empty()) return make_error(ErrorKind::kInternal, "instance {} has no fscache id", inst.snapshot_id);
+  NYDUS_TRY(mkdir_p(inst.mountpoint, 0755));
+  auto guard = MountGuard::mount("nydus", inst.mountpoint, "erofs", MS_RDONLY, "fsid=" + fsid);
+  if (!guard.ok()) {
+    return std::move(guard).error().wrap(
+        fmt::format("mount -t erofs -o fsid={} {} (image {})", fsid, inst.mountpoint, inst.image_id));
+  }
+  return guard;
 }
 
 std::string with_log(const std::string& message, const std::string& log_file) {
@@ -222,12 +255,19 @@ Result<std::unique_ptr<DaemonManager>> DaemonManager::open(DaemonManagerOptions 
            {o.root + "/config", 0700}, {o.root + "/socket", 0755}, {o.cache_dir, 0755}, {o.log_dir, 0755}}) {
     NYDUS_TRY(mkdir_p(dir, mode));
   }
+  if (o.fs_driver == FsDriver::kFscache) {
+    if (o.mode != DaemonMode::kShared) {
+      return make_error(ErrorKind::kInvalidArgument, "fs_driver fscache needs daemon_mode shared");
+    }
+    if (o.fscache_dir.empty()) return make_error(ErrorKind::kInvalidArgument, "fs_driver fscache needs a cache dir");
+    NYDUS_TRY(mkdir_p(o.fscache_dir, 0700));
+  }
   auto version = launcher.version(o.nydusd_path);
   if (!version.ok()) return std::move(version).error().wrap("asking nydusd for its version");
   m->binary_version_ = version->display();
   m->nydusd_path_ = o.nydusd_path;
-  spdlog::info("daemon manager: nydusd {} ({}), daemon_mode {}", o.nydusd_path, m->binary_version_,
-               to_string(o.mode));
+  spdlog::info("daemon manager: nydusd {} ({}), daemon_mode {}, fs_driver {}", o.nydusd_path, m->binary_version_,
+               to_string(o.mode), to_string(o.fs_driver));
 
   // Watch before recovering, so re-adopted daemons are watched as soon as
   // they are known.
@@ -280,7 +320,8 @@ Status DaemonManager::recover_daemon(const DaemonRecord& record, const std::vect
     std::lock_guard<std::mutex> lock(mu_);
     daemons_[record.id] = daemon;
     for (const auto& inst : instances) instances_[inst.snapshot_id] = inst;
-    if (daemon->shared() && options_.mode == DaemonMode::kShared && shared_daemon_id_.empty()) {
+    if (daemon->shared() && options_.mode == DaemonMode::kShared && shared_daemon_id_.empty() &&
+        daemon->fscache() == (options_.fs_driver == FsDriver::kFscache)) {
       shared_daemon_id_ = record.id;
     }
   }
@@ -360,7 +401,7 @@ Status DaemonManager::restart(Daemon& daemon, const std::vector<InstanceRecord>&
                         dedicated->snapshot_id);
     }
     NYDUS_TRY(mkdir_p(r.mountpoint, 0755));
-  } else {
+  } else if (!r.mountpoint.empty()) {
     NYDUS_TRY(mkdir_p(r.mountpoint, 0755));
   }
   // The config file normally survives; write it again if it does not.
@@ -378,7 +419,9 @@ Status DaemonManager::restart(Daemon& daemon, const std::vector<InstanceRecord>&
     stop_process(daemon);
     return ready;
   }
-  if (daemon.shared()) {
+  if (daemon.fscache()) {
+    rebind_fscache_instances(daemon, instances);
+  } else if (daemon.shared()) {
     // Re-attach every instance in the order they were first mounted.
     for (const auto& inst : instances) {
       json config = instance_config(options_.config_template, inst.snapshot_id, options_.cache_dir);
@@ -433,11 +476,8 @@ Status DaemonManager::spawn_daemon(Daemon& daemon, const std::optional<InstanceR
   paths.api_socket = r.api_socket;
   paths.config_file = r.config_path;
   if (!r.log_file.empty()) paths.log_file = r.log_file;
-  DaemonCommand command =
-      daemon.shared() ? shared_fuse_command(paths, r.id, r.mountpoint, launch)
-                      : dedicated_fuse_command(paths, r.id, dedicated_instance ? dedicated_instance->bootstrap : "",
-                                               r.mountpoint, launch);
-  std::vector<std::string> args = daemon_args(command);
+  std::vector<std::string> args =
+      daemon_args(command_for(r, paths, launch, dedicated_instance ? dedicated_instance->bootstrap : ""));
   spdlog::info("starting nydusd {}: {} {}", r.id, r.binary_path, fmt::join(args, " "));
   auto process = launcher_.spawn(r.binary_path, args, options_.launch.log_to_stdout ? "" : paths.log_file);
   if (!process.ok()) return std::move(process).error().wrap(fmt::format("starting nydusd {}", r.id));
@@ -461,14 +501,20 @@ Result<Process> DaemonManager::spawn_successor(Daemon& daemon, const std::string
   launch.upgrade = true;
   // --upgrade: mount nothing, wait in INIT for the takeover. The bootstrap
   // and config come from the saved state, not the command line.
-  DaemonCommand command = shared_fuse_command(paths, r.id, r.mountpoint, launch);
-  std::vector<std::string> args = daemon_args(command);
+  std::vector<std::string> args = daemon_args(command_for(r, paths, launch, ""));
   ::unlink(api_socket.c_str());
   spdlog::info("starting successor of nydusd {}: {} {}", r.id, binary, fmt::join(args, " "));
   std::string output = options_.launch.log_to_stdout ? "" : paths.log_file;
   auto process = launcher_.spawn(binary, args, output);
   if (!process.ok()) return std::move(process).error().wrap(fmt::format("starting a successor of nydusd {}", r.id));
   return process;
+}
+
+DaemonCommand DaemonManager::command_for(const DaemonRecord& r, const DaemonPaths& paths,
+                                        const DaemonLaunchSettings& launch, const std::string& bootstrap) const {
+  if (r.fs_driver == kDriverFscache) return fscache_singleton_command(paths, r.id, options_.fscache_dir, launch);
+  if (r.daemon_mode == kModeShared || launch.upgrade) return shared_fuse_command(paths, r.id, r.mountpoint, launch);
+  return dedicated_fuse_command(paths, r.id, bootstrap, r.mountpoint, launch);
 }
 
 Status DaemonManager::request_save(Daemon& daemon) {
@@ -647,7 +693,7 @@ Result<std::shared_ptr<Daemon>> DaemonManager::create_daemon(DaemonMode mode,
   r.api_socket = paths.api_socket;
   r.mountpoint = mountpoint;
   r.daemon_mode = std::string(mode == DaemonMode::kShared ? kModeShared : kModeDedicated);
-  r.fs_driver = "fusedev";
+  r.fs_driver = std::string(options_.fs_driver == FsDriver::kFscache ? kDriverFscache : kDriverFusedev);
   r.state = std::string(kStateStarting);
   r.config_path = paths.config_file;
   r.log_file = options_.launch.log_to_stdout ? "" : paths.log_file;
@@ -660,8 +706,8 @@ Result<std::shared_ptr<Daemon>> DaemonManager::create_daemon(DaemonMode mode,
   NYDUS_TRY(mkdir_p(paths.config_dir, 0700));
   NYDUS_TRY(mkdir_p(paths.socket_dir, 0755));
   if (!options_.launch.log_to_stdout) NYDUS_TRY(mkdir_p(paths.log_dir, 0755));
-  NYDUS_TRY(mkdir_p(mountpoint, 0755));
-  if (is_mountpoint(mountpoint)) {
+  if (!mountpoint.empty()) NYDUS_TRY(mkdir_p(mountpoint, 0755));
+  if (!mountpoint.empty() && is_mountpoint(mountpoint)) {
     // Left by a daemon that died with no record (a crash between spawn and
     // the record update): nydusd must find an empty directory.
     auto st = unmount(mountpoint);
@@ -704,7 +750,8 @@ Result<std::string> DaemonManager::mount(const RafsMountRequest& request) {
                       request.snapshot_id, existing ? existing->id() : "?",
                       existing ? existing->state() : std::string("gone"));
   }
-  return options_.mode == DaemonMode::kShared ? mount_shared(request) : mount_dedicated(request);
+  if (options_.mode != DaemonMode::kShared) return mount_dedicated(request);
+  return options_.fs_driver == FsDriver::kFscache ? mount_fscache(request) : mount_shared(request);
 }
 
 Result<std::string> DaemonManager::mount_dedicated(const RafsMountRequest& request) {
@@ -757,7 +804,9 @@ Result<std::shared_ptr<Daemon>> DaemonManager::ensure_shared_daemon() {
       if (it != daemons_.end()) return it->second;
     }
   }
-  NYDUS_ASSIGN_OR_RETURN(auto daemon, create_daemon(DaemonMode::kShared, std::nullopt, shared_mountpoint()));
+  // An fscache daemon has no mountpoint: the snapshotter mounts each image.
+  std::string mountpoint = options_.fs_driver == FsDriver::kFscache ? std::string() : shared_mountpoint();
+  NYDUS_ASSIGN_OR_RETURN(auto daemon, create_daemon(DaemonMode::kShared, std::nullopt, mountpoint));
   std::lock_guard<std::mutex> op(daemon->operation_mutex());
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -774,7 +823,8 @@ Result<std::shared_ptr<Daemon>> DaemonManager::ensure_shared_daemon() {
     abort_start(*daemon);
     return std::move(started).error().wrap("starting the shared nydusd");
   }
-  spdlog::info("shared nydusd {} (pid {}) serves {}", daemon->id(), daemon->pid(), shared_mountpoint());
+  spdlog::info("shared nydusd {} (pid {}) serves {}", daemon->id(), daemon->pid(),
+               mountpoint.empty() ? "fscache " + options_.fscache_dir : mountpoint);
   notify_running(*daemon);
   return daemon;
 }
@@ -831,6 +881,134 @@ Result<std::string> DaemonManager::mount_shared(const RafsMountRequest& request)
   return inst.mountpoint;
 }
 
+Status DaemonManager::bind_fscache(Daemon& daemon, const InstanceRecord& inst) {
+  json entry = fscache_blob_entry(options_.config_template, fscache_id_of(inst), inst.bootstrap, options_.cache_dir);
+  NYDUS_TRY(daemon.client().bind_blob(entry));
+  // The supervisor's state must carry the binding before the kernel relies
+  // on it: a successor serves only what was saved.
+  if (auto st = request_save(daemon); !st.ok()) {
+    spdlog::warn("nydusd {}: saving after binding {}: {}", daemon.id(), inst.snapshot_id, st.error().message());
+  }
+  return ok_status();
+}
+
+Result<std::string> DaemonManager::mount_fscache(const RafsMountRequest& request) {
+  NYDUS_ASSIGN_OR_RETURN(auto daemon, ensure_shared_daemon());
+  InstanceRecord inst;
+  inst.snapshot_id = request.snapshot_id;
+  inst.daemon_id = daemon->id();
+  inst.image_id = request.image_id;
+  inst.mountpoint = fmt::format("{}/snapshots/{}/mnt", options_.root, request.snapshot_id);
+  inst.bootstrap = request.bootstrap;
+  set_fscache_id(inst, new_daemon_id());
+  const std::string fsid = fscache_id_of(inst);
+  auto failed = [&](Error e) {
+    return std::move(e).wrap(fmt::format("serving image {} (snapshot {})", request.image_id, request.snapshot_id));
+  };
+  auto unbind = [&] {
+    std::lock_guard<std::mutex> op(daemon->operation_mutex());
+    if (daemon->state() != kStateRunning) return;
+    if (auto st = daemon->client().unbind_blob(fsid, fsid); !st.ok()) {
+      spdlog::warn("nydusd {}: undoing binding {}: {}", daemon->id(), fsid, st.error().message());
+    }
+  };
+  {
+    std::lock_guard<std::mutex> op(daemon->operation_mutex());
+    if (daemon->state() != kStateRunning) {
+      return make_error(ErrorKind::kNotReady, "the shared nydusd {} is {}", daemon->id(), daemon->state());
+    }
+    if (auto st = bind_fscache(*daemon, inst); !st.ok()) return failed(std::move(st).error());
+  }
+  // Without the operation mutex: mount(2) waits for nydusd to serve the
+  // bootstrap, and a crash meanwhile must be failed over (the kernel
+  // re-sends the OPEN after `restore`), which takes that mutex.
+  auto guard = mount_erofs_fscache(inst);
+  if (!guard.ok()) {
+    unbind();
+    return failed(std::move(guard).error());
+  }
+  auto recorded = [&]() -> Status {
+    NYDUS_ASSIGN_OR_RETURN(Transaction tx, store_.begin(Transaction::Mode::kWrite));
+    NYDUS_TRY(store_.insert_instance(tx, inst));
+    return tx.commit();
+  }();
+  if (!recorded.ok()) {
+    (void)guard->unmount();
+    unbind();
+    return failed(std::move(recorded).error());
+  }
+  guard->dismiss();
+  daemon->add_instance(inst.snapshot_id);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    instances_[inst.snapshot_id] = inst;
+  }
+  spdlog::info("fscache nydusd {} serves snapshot {} ({}) at {} (fsid {})", daemon->id(), inst.snapshot_id,
+               inst.image_id, inst.mountpoint, fsid);
+  return inst.mountpoint;
+}
+
+Status DaemonManager::umount_fscache(Daemon& daemon, const InstanceRecord& inst) {
+  // The mount goes first: the binding must outlive every reader of it.
+  // (Outside the operation mutex: unmounting only queues CLOSEs to nydusd.)
+  if (auto st = unmount(inst.mountpoint); !st.ok()) return std::move(st).error().wrap("unmounting the image");
+  std::lock_guard<std::mutex> op(daemon.operation_mutex());
+  const std::string fsid = fscache_id_of(inst);
+  if (daemon.state() == kStateRunning) {
+    auto st = daemon.client().unbind_blob(fsid, fsid);
+    // Not bound (any more) is what we want.
+    if (!st.ok() && st.error().kind() != ErrorKind::kNotFound) return st;
+  } else {
+    spdlog::warn("fscache nydusd {} is {}; dropping instance {} without DELETE", daemon.id(), daemon.state(),
+                 inst.snapshot_id);
+  }
+  {
+    NYDUS_ASSIGN_OR_RETURN(Transaction tx, store_.begin(Transaction::Mode::kWrite));
+    NYDUS_TRY(store_.delete_instance(tx, inst.snapshot_id));
+    NYDUS_TRY(tx.commit());
+  }
+  daemon.remove_instance(inst.snapshot_id);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    instances_.erase(inst.snapshot_id);
+  }
+  spdlog::info("fscache nydusd {} no longer serves snapshot {} (fsid {})", daemon.id(), inst.snapshot_id, fsid);
+  if (daemon.state() == kStateRunning) {
+    if (auto st = request_save(daemon); !st.ok()) {
+      spdlog::warn("nydusd {}: saving after unbinding {}: {}", daemon.id(), inst.snapshot_id, st.error().message());
+    }
+  }
+  return ok_status();
+}
+
+void DaemonManager::rebind_fscache_instances(Daemon& daemon, const std::vector<InstanceRecord>& instances) {
+  for (const auto& old : instances) {
+    if (is_mountpoint(old.mountpoint)) {
+      // Dead with the old /dev/cachefiles fd; a container may still hold it.
+      if (auto st = unmount(old.mountpoint); !st.ok()) {
+        spdlog::warn("nydusd {}: unmounting the dead {}: {}", daemon.id(), old.mountpoint, st.error().message());
+      }
+    }
+    InstanceRecord inst = old;
+    set_fscache_id(inst, new_daemon_id());
+    auto st = [&]() -> Status {
+      NYDUS_TRY(bind_fscache(daemon, inst));
+      NYDUS_ASSIGN_OR_RETURN(MountGuard guard, mount_erofs_fscache(inst));
+      NYDUS_ASSIGN_OR_RETURN(Transaction tx, store_.begin(Transaction::Mode::kWrite));
+      NYDUS_TRY(store_.update_instance(tx, inst));
+      NYDUS_TRY(tx.commit());
+      guard.dismiss();
+      return ok_status();
+    }();
+    if (!st.ok()) {
+      spdlog::error("nydusd {}: re-mounting instance {}: {}", daemon.id(), inst.snapshot_id, st.error().message());
+      continue;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    instances_[inst.snapshot_id] = inst;
+  }
+}
+
 Result<bool> DaemonManager::umount(const std::string& snapshot_id) {
   auto key_lock = instance_locks_->lock(snapshot_id);
   InstanceRecord inst;
@@ -844,6 +1022,10 @@ Result<bool> DaemonManager::umount(const std::string& snapshot_id) {
     if (d != daemons_.end()) daemon = d->second;
   }
   if (!daemon) return make_error(ErrorKind::kInternal, "instance {}: daemon {} unknown", snapshot_id, inst.daemon_id);
+  if (daemon->fscache()) {
+    NYDUS_TRY(umount_fscache(*daemon, inst));
+    return true;
+  }
   std::lock_guard<std::mutex> op(daemon->operation_mutex());
   DaemonRecord r = daemon->record();
 

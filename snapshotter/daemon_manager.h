@@ -14,6 +14,15 @@
 //    is attached with POST /api/v1/mount?mountpoint=/<metaID> and appears
 //    at <root>/mnt/<metaID>; DELETE detaches it. The shared daemon stays
 //    while the snapshotter runs (the reference's "retain").
+//  * fscache (fs_driver fscache, always shared): one `nydusd singleton
+//    --fscache <cache>/fscache` for all instances. Each instance is bound
+//    with PUT /api/v2/blobs under an fscache id of its own (a fresh xid kept
+//    in the instance's annotations as "fscache_id") and mounted by the
+//    snapshotter: mount -t erofs -o fsid=<fscache id> at
+//    <root>/snapshots/<metaID>/mnt. The kernel then reads through
+//    /dev/cachefiles; nydusd has no mountpoint. Removal: umount, then
+//    DELETE /api/v2/blobs. The supervisor's copy of the /dev/cachefiles fd
+//    keeps the mounts alive across a crash (failover: takeover + restore).
 //
 // Persistence: every change is one SQLite transaction on the daemons and
 // instances tables. A daemon record is written before its process is
@@ -124,6 +133,11 @@ struct DaemonManagerOptions {
   // owned; must outlive the manager. nullptr: no supervisor, no failover
   // and no upgrade.
   SupervisorStore* supervisors = nullptr;
+  // fusedev, or fscache (then mode must be kShared).
+  FsDriver fs_driver = FsDriver::kFusedev;
+  // The cachefiles directory of fscache mode (on a disk file system:
+  // cachefiles refuses tmpfs).
+  std::string fscache_dir;
 };
 
 struct RafsMountRequest {
@@ -222,6 +236,19 @@ class DaemonManager {
 
   Result<std::string> mount_dedicated(const RafsMountRequest& request);
   Result<std::string> mount_shared(const RafsMountRequest& request);
+  Result<std::string> mount_fscache(const RafsMountRequest& request);
+  Status umount_fscache(Daemon& daemon, const InstanceRecord& inst);
+  // Binds the instance on the (running) fscache daemon and has the
+  // supervisor save it. The caller holds the operation mutex.
+  Status bind_fscache(Daemon& daemon, const InstanceRecord& inst);
+  // restart() of an fscache daemon: the old mounts died with the old
+  // /dev/cachefiles fd; each instance gets a fresh fscache id, binding and
+  // mount (a container may still hold the dead mount, whose fsid stays busy).
+  void rebind_fscache_instances(Daemon& daemon, const std::vector<InstanceRecord>& instances);
+  // The nydusd command line of a (re)start or, with launch.upgrade, of a
+  // successor.
+  DaemonCommand command_for(const DaemonRecord& record, const DaemonPaths& paths,
+                            const DaemonLaunchSettings& launch, const std::string& bootstrap) const;
   Result<std::shared_ptr<Daemon>> ensure_shared_daemon();
   Result<std::shared_ptr<Daemon>> create_daemon(DaemonMode mode, const std::optional<RafsMountRequest>& request,
                                                  const std::string& mountpoint);

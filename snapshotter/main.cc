@@ -206,8 +206,8 @@ int run(const CommandLine& cmd) {
   std::string unavailable;
   if (config.daemon_mode == DaemonMode::kNone) {
     unavailable = "daemon_mode is \"none\" (no nydusd is started)";
-  } else if (config.daemon.fs_driver != FsDriver::kFusedev) {
-    unavailable = fmt::format("fs_driver \"{}\" is not implemented yet", to_string(config.daemon.fs_driver));
+  } else if (config.daemon.fs_driver == FsDriver::kFscache && ::access("/dev/cachefiles", F_OK) != 0) {
+    unavailable = "fs_driver \"fscache\" needs /dev/cachefiles (the cachefiles module, with on-demand support)";
   } else if (config.daemon.nydusd_path.empty()) {
     unavailable = "no nydusd binary (daemon.nydusd_path, --nydusd-path or $PATH)";
   } else {
@@ -228,6 +228,9 @@ int run(const CommandLine& cmd) {
       mo.mode = config.daemon_mode;
       mo.config_template = std::move(tmpl).value();
       mo.cache_dir = config.cache_dir();
+      mo.fs_driver = config.daemon.fs_driver;
+      // cachefiles keeps its cache files here: a disk file system, not tmpfs.
+      mo.fscache_dir = config.cache_dir() + "/fscache";
       mo.log_dir = config.log_dir();
       mo.launch.thread_num = config.daemon.threads_number;
       mo.launch.log_level = config.log.level;

@@ -21,6 +21,7 @@
 
 #include "common/file_write.h"
 #include "common/unix_socket.h"
+#include "nydusd/fscache/blob_entry.h"
 #include "snapshotter/daemon_client.h"
 #include "snapshotter/daemon_command.h"
 #include "snapshotter/daemon_config.h"
@@ -89,6 +90,16 @@ class FakeClient final : public DaemonClient {
   Status umount(const std::string& vpath) override {
     std::lock_guard<std::mutex> lock(world_.mu);
     world_.calls[sock_].push_back("DELETE " + vpath);
+    return ok_status();
+  }
+  Status bind_blob(const json& entry) override {
+    std::lock_guard<std::mutex> lock(world_.mu);
+    world_.calls[sock_].push_back("PUT blobs " + entry.value("id", ""));
+    return ok_status();
+  }
+  Status unbind_blob(const std::string& domain_id, const std::string& blob_id) override {
+    std::lock_guard<std::mutex> lock(world_.mu);
+    world_.calls[sock_].push_back("DELETE blobs " + domain_id + "/" + blob_id);
     return ok_status();
   }
   Status start() override { return ok_status(); }
@@ -303,6 +314,54 @@ TEST_CASE("dedicated and shared fusedev command lines") {
         "fuse --upgrade --id cl2m8ru7k0b0rrs0q1f0 --config /r/config/cl2m8ru7k0b0rrs0q1f0/config.json "
         "--bootstrap /b --mountpoint /m --apisock /r/socket/cl2m8ru7k0b0rrs0q1f0/api.sock --log-level info "
         "--supervisor /r/supervisor/cl2m8ru7k0b0rrs0q1f0.sock --failover-policy resend");
+}
+
+TEST_CASE("fscache singleton command lines") {
+  DaemonPaths p = daemon_paths("/r", "/r/logs", "cl2m8ru7k0b0rrs0q1f0");
+  DaemonLaunchSettings s;
+  s.thread_num = 4;
+  s.supervisor = "/r/supervisor/cl2m8ru7k0b0rrs0q1f0.sock";
+  CHECK(joined(daemon_args(fscache_singleton_command(p, "cl2m8ru7k0b0rrs0q1f0", "/r/cache/fscache", s))) ==
+        "singleton --fscache /r/cache/fscache --fscache-threads 4 --id cl2m8ru7k0b0rrs0q1f0 "
+        "--apisock /r/socket/cl2m8ru7k0b0rrs0q1f0/api.sock --log-level info "
+        "--supervisor /r/supervisor/cl2m8ru7k0b0rrs0q1f0.sock --log-file /r/logs/cl2m8ru7k0b0rrs0q1f0/nydusd.log");
+  // A successor takes the cache dir from the saved state.
+  s.upgrade = true;
+  p.api_socket = "/r/socket/cl2m8ru7k0b0rrs0q1f0/api1.sock";
+  CHECK(joined(daemon_args(fscache_singleton_command(p, "cl2m8ru7k0b0rrs0q1f0", "/r/cache/fscache", s))) ==
+        "singleton --upgrade --id cl2m8ru7k0b0rrs0q1f0 --apisock /r/socket/cl2m8ru7k0b0rrs0q1f0/api1.sock "
+        "--log-level info --supervisor /r/supervisor/cl2m8ru7k0b0rrs0q1f0.sock "
+        "--log-file /r/logs/cl2m8ru7k0b0rrs0q1f0/nydusd.log");
+}
+
+TEST_CASE("the fscache binding carries the template's backend and is one nydusd accepts") {
+  auto v1 = must(parse_nydusd_config_template(
+      R"({"device":{"backend":{"type":"localfs","config":{"dir":"/blobs"}},
+          "cache":{"type":"blobcache","config":{"work_dir":"/ignored"}}},"digest_validate":true})",
+      "test"));
+  json e = fscache_blob_entry(v1, "cl2m8ru7k0b0rrs0q1f0", "/r/snapshots/7/fs/image/image.boot", "/r/cache");
+  CHECK(e["type"] == "bootstrap");
+  CHECK(e["id"] == "cl2m8ru7k0b0rrs0q1f0");
+  CHECK(e["config_v2"]["backend"] == json::parse(R"({"type":"localfs","localfs":{"dir":"/blobs"}})"));
+  CHECK(e["config_v2"]["cache"]["type"] == "fscache");
+  CHECK(e["config_v2"]["metadata_path"] == "/r/snapshots/7/fs/image/image.boot");
+  // The contract with nydusd: its own parser takes the entry as sent.
+  auto parsed = nydus::fscache::parse_blob_entry(e.dump());
+  REQUIRE(parsed.ok());
+  CHECK(parsed->id == "cl2m8ru7k0b0rrs0q1f0");
+  CHECK(parsed->effective_domain() == "cl2m8ru7k0b0rrs0q1f0");  // the kernel's "erofs,<fsid>" volume
+  CHECK(parsed->metadata_path == "/r/snapshots/7/fs/image/image.boot");
+  CHECK(parsed->cache_mode == nydus::fscache::CacheMode::kFscache);
+  CHECK(parsed->work_dir == "/r/cache");
+  CHECK(parsed->storage.validate);
+
+  auto v2 = must(parse_nydusd_config_template(
+      R"({"version":2,"backend":{"type":"localfs","localfs":{"dir":"/b2"}},"cache":{"type":"filecache"}})", "t"));
+  json e2 = fscache_blob_entry(v2, "x", "/boot", "/c");
+  CHECK(e2["config_v2"]["backend"]["localfs"]["dir"] == "/b2");
+  auto parsed2 = nydus::fscache::parse_blob_entry(e2.dump());
+  REQUIRE(parsed2.ok());
+  CHECK_FALSE(parsed2->storage.validate);
 }
 
 TEST_CASE("daemon ids are unique 20-character xids") {

@@ -1,6 +1,7 @@
 #include "snapshotter/daemon_launcher.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -109,31 +110,25 @@ Result<std::vector<std::string>> ProcessLauncher::cmdline(pid_t pid) {
 }
 
 Result<BinaryVersion> ProcessLauncher::version(const std::string& binary) {
-  // The output goes through a pipe-less temporary file: Process has no
-  // capture, and --version output is tiny.
-  char path[] = "/tmp/nydusd-version-XXXXXX";
-  UniqueFd fd(::mkostemp(path, O_CLOEXEC));
-  if (!fd) return Error::from_errno(errno, "creating a temporary file for nydusd --version");
-  std::string file = path;
-  struct Unlink {
-    std::string p;
-    ~Unlink() { ::unlink(p.c_str()); }
-  } unlink_guard{file};
+  // The output goes to an anonymous memory file: Process has no capture,
+  // --version output is tiny, and no file system needs to be writable (a
+  // sandboxed unit may have a read-only /tmp).
+  UniqueFd out(::memfd_create("nydusd-version", MFD_CLOEXEC));
+  if (!out) return Error::from_errno(errno, "creating a memory file for nydusd --version");
   SpawnOptions o;
   o.argv = {binary, "--version"};
   o.stdin_redirect = Redirect::null();
-  o.stdout_redirect = Redirect::append_to(file);
-  o.stderr_redirect = Redirect::append_to(file);
+  o.fds = {{out.get(), 1}, {out.get(), 2}};
   NYDUS_ASSIGN_OR_RETURN(Process p, Process::spawn(o));
   NYDUS_ASSIGN_OR_RETURN(int status, p.wait(kVersionTimeout));
-  std::ifstream in(file);
-  std::ostringstream text;
-  text << in.rdbuf();
+  std::string output(4096, '\0');
+  ssize_t n = ::pread(out.get(), output.data(), output.size(), 0);
+  output.resize(n > 0 ? static_cast<size_t>(n) : 0);
   if (status != 0) {
     return make_error(ErrorKind::kFailedPrecondition, "{} --version exited with status {}: {}", binary, status,
-                      text.str().substr(0, 200));
+                      output.substr(0, 200));
   }
-  auto v = parse_version_output(text.str());
+  auto v = parse_version_output(output);
   if (!v.ok()) return std::move(v).error().wrap(binary);
   return v;
 }

@@ -45,18 +45,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void write_file(const fs::path& p, const std::string& data, mode_t mode = 0644) {
-  std::ofstream(p, std::ios::binary) << data;
-  REQUIRE(::chmod(p.c_str(), mode) == 0);
-}
-
-std::string random_bytes(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string s(n, '\0');
-  for (auto& c : s) c = char(rng() & 0xFF);
-  return s;
-}
-
 void set_mtime(const fs::path& p, time_t sec, long nsec) {
   timespec ts[2] = {{sec, nsec}, {sec, nsec}};
   REQUIRE(::utimensat(AT_FDCWD, p.c_str(), ts, AT_SYMLINK_NOFOLLOW) == 0);

@@ -72,16 +72,16 @@
 #include "common/unix_socket.h"
 #include "tests/support/test_supervisor.h"
 #include "tests/support/tree_compare.h"
+#include "tests/vm/vm_driver_support.h"
 
 namespace fs = std::filesystem;
 using namespace nydus;
 using nlohmann::json;
 
+using namespace nydus::testing::vm;
+
 namespace {
 
-constexpr int kExitCheckFailed = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitSetup = 3;
 // TCG emulation is slow: generous bounds, never hit when things work.
 constexpr std::chrono::seconds kStateDeadline{60};
 constexpr std::chrono::seconds kExitDeadline{60};
@@ -95,21 +95,6 @@ void result(bool ok, const std::string& line) {
   std::printf("%s %s\n", ok ? "ok  " : "FAIL", line.c_str());
   std::fflush(stdout);
   if (!ok) g_ok = false;
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::string tail(const std::string& text, size_t lines) {
-  size_t pos = text.size();
-  for (size_t n = 0; pos > 0 && n <= lines; --pos) {
-    if (text[pos - 1] == '\n') ++n;
-  }
-  return text.substr(pos);
 }
 
 // One nydusd process and its control API.

@@ -1,8 +1,14 @@
 // Helpers shared by the VM tests (LABEL vm).
 #pragma once
 
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
 
 #include <catch2/catch.hpp>
 
@@ -33,6 +39,19 @@ inline VmResult run_or_fail(VmOptions options) {
   INFO((r.ok() ? std::string() : r.error().message()));
   REQUIRE(r.ok());
   return std::move(r).value();
+}
+
+// Source trees of the images the VM tests build.
+inline void write_file(const std::filesystem::path& p, const std::string& data, mode_t mode = 0644) {
+  std::ofstream(p, std::ios::binary) << data;
+  REQUIRE(::chmod(p.c_str(), mode) == 0);
+}
+
+inline std::string random_bytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = char(rng() & 0xFF);
+  return s;
 }
 
 }  // namespace nydus::testing::vm

@@ -1,0 +1,947 @@
+// snapshotter_fscache_vm_driver: runs inside the fscache test VM (as root,
+// see vm_harness.h) and drives the REAL containerd-nydus-grpc in fscache mode
+// the way containerd does, with the kernel's EROFS over fscache and overlayfs
+// as the clients:
+//
+//   snapshotter_fscache_vm_driver SCENARIO.json
+//
+//   {"snapshotter": "<containerd-nydus-grpc>", "nydusd": "<nydusd>",
+//    "root": "/run/cache/snap",           on ext4 (the cachefiles dir is <root>/cache/fscache)
+//    "blobs": "<dir of the images' blobs>",
+//    "read_delay_ms": N,                   NYDUS_TEST_FSCACHE_READ_DELAY_MS of the snapshotter (nydusd inherits it)
+//    "readers": 4,                         byte-verifying reader threads per rootfs
+//    "images": [{"name", "boot", "source"}, ...]}   at least two
+//
+// Phases (each timed; every check prints "ok   ..." or "FAIL ..."):
+//   start     the snapshotter as our child, config: fs_driver = "fscache",
+//             recover_policy = "failover", [system] enabled, the nydusd config
+//             template with the localfs backend on `blobs`.
+//   pull      per image, as containerd's unpacker: Prepare of the data layer
+//             (nydus-blob label: committed at once, AlreadyExists), Prepare of
+//             the meta layer, image/image.boot written into its upper dir,
+//             Commit.
+//   prepare   per image, a rootfs snapshot over the meta layer: an overlay
+//             whose lowest lowerdir is <root>/snapshots/<id>/mnt, an EROFS
+//             mount "fsid=..." made by the snapshotter; the overlay is mounted.
+//             One daemon (system.sock GET /api/v1/daemons: fs_driver fscache,
+//             RUNNING), a `nydusd singleton --fscache <root>/cache/fscache
+//             --id .. --supervisor ..`, one blob entry per image in its GET
+//             /api/v2/blobs.
+//   failover  readers of the first image's rootfs (a fresh cache: their
+//             first pass needs READs); once nydusd serves a READ, kill -9;
+//             the snapshotter's successor (`nydusd singleton --upgrade`, same
+//             --id and --supervisor) must show up in GET /api/v1/daemons with
+//             a new pid, RUNNING and recovery_count + 1.
+//   upgrade   readers of the second image's rootfs start (its data was never
+//             read: READs again); once one is in flight, PUT
+//             /api/v1/nydusd/upgrade {"nydusd_path": a copy of nydusd}: 200,
+//             a new pid running the copy.
+//   verify    every reader goes on until it has made two more full passes;
+//             ZERO errors (every byte of every file compared with the source
+//             tree, each file's page cache dropped after it was checked);
+//             the rootfs trees compared with their sources (attributes too).
+//   remove    overlays unmounted, the snapshots removed, Cleanup: the EROFS
+//             mounts are gone from /proc/self/mountinfo and the daemon's GET
+//             /api/v2/blobs lists nothing.
+//   stop      SIGTERM to the snapshotter; then every nydusd it started is
+//             killed by pid (only after /proc/<pid>/cmdline showed it is one
+//             of this root's).
+//
+// A failed switch leaves readers blocked in the kernel (a READ nobody
+// completes waits, killably): the driver then reports, kills what it started
+// and ends with _Exit instead of joining them.
+//
+// Exit status: 0 all good, 1 a check failed, 2 usage, 3 setup.
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+
+#include "common/http.h"
+#include "common/mount.h"
+#include "common/process.h"
+#include "common/unique_fd.h"
+#include "common/unix_socket.h"
+#include "tests/support/snapshots_grpc_client.h"
+#include "tests/support/tree_compare.h"
+#include "tests/vm/vm_driver_support.h"
+
+namespace fs = std::filesystem;
+using namespace nydus;
+using nydus::snapshotter::Labels;
+using nydus::snapshotter::Mount;
+using nydus::snapshotter::testing::GrpcClient;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+using namespace nydus::testing::vm;
+
+namespace {
+
+// TCG emulation is slow: generous bounds, never hit when things work.
+constexpr std::chrono::seconds kStartDeadline{60};
+constexpr std::chrono::seconds kSwitchDeadline{60};
+constexpr std::chrono::seconds kInFlightDeadline{60};
+constexpr std::chrono::seconds kPassDeadline{90};
+constexpr std::chrono::seconds kExitDeadline{30};
+constexpr std::chrono::seconds kApiTimeout{60};
+constexpr std::chrono::seconds kUpgradeTimeout{120};
+constexpr std::chrono::milliseconds kPoll{20};
+
+// Where things go in the VM (tmpfs /run; the root is on the ext4 disk).
+const std::string kGrpcSocket = "/run/snap-grpc.sock";
+const std::string kSystemSocket = "/run/snap-system.sock";
+const std::string kWork = "/run/tmp/snap";
+const std::string kLogDir = "/run/tmp/snap/logs";
+
+bool g_ok = true;
+
+void result(bool ok, const std::string& line) {
+  std::printf("%s %s\n", ok ? "ok  " : "FAIL", line.c_str());
+  std::fflush(stdout);
+  if (!ok) g_ok = false;
+}
+
+void note(const std::string& line) {
+  std::printf("     %s\n", line.c_str());
+  std::fflush(stdout);
+}
+
+double secs(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
+
+std::vector<std::string> proc_cmdline(pid_t pid) {
+  std::string raw = read_text(fmt::format("/proc/{}/cmdline", pid));
+  std::vector<std::string> args;
+  size_t start = 0;
+  for (size_t i = 0; i < raw.size(); ++i) {
+    if (raw[i] == '\0') {
+      args.push_back(raw.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  return args;
+}
+
+// The value after `flag` in a command line, "" when absent.
+std::string flag_value(const std::vector<std::string>& args, const std::string& flag) {
+  for (size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] == flag) return args[i + 1];
+  }
+  return "";
+}
+
+bool has_arg(const std::vector<std::string>& args, const std::string& arg) {
+  return std::find(args.begin(), args.end(), arg) != args.end();
+}
+
+bool alive(pid_t pid) {
+  // A zombie counts as gone (its parent, the snapshotter, reaps it).
+  std::string stat = read_text(fmt::format("/proc/{}/stat", pid));
+  if (stat.empty()) return false;
+  auto close = stat.rfind(')');
+  return close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] != 'Z';
+}
+
+// ---------------------------------------------------------------------------
+// The files of a source tree, read once (the readers compare with memory,
+// not with the 9p source again).
+
+struct ExpectedFile {
+  std::string rel;
+  std::string bytes;
+};
+
+std::vector<ExpectedFile> load_expected(const fs::path& source) {
+  std::vector<ExpectedFile> files;
+  for (auto it = fs::recursive_directory_iterator(source); it != fs::recursive_directory_iterator(); ++it) {
+    if (it->is_symlink() || !it->is_regular_file()) continue;
+    files.push_back({it->path().lexically_relative(source).string(), read_text(it->path().string())});
+  }
+  std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) { return a.rel < b.rel; });
+  return files;
+}
+
+// N threads reading every file of a rootfs in a loop, each starting at a
+// different file, comparing every byte, dropping the file's page cache after
+// checking it (so later passes go through overlayfs and EROFS to the cache
+// file again).
+class Readers {
+ public:
+  Readers(std::string name, fs::path rootfs, const std::vector<ExpectedFile>& files, unsigned n)
+      : name_(std::move(name)), rootfs_(std::move(rootfs)), files_(files), stats_(n) {}
+  ~Readers() { stop_and_join(); }
+
+  void start() {
+    for (unsigned i = 0; i < stats_.size(); ++i) threads_.emplace_back([this, i] { run(i); });
+  }
+  void stop_and_join() {
+    stop_ = true;
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+
+  std::vector<uint64_t> passes() const {
+    std::vector<uint64_t> out;
+    for (const auto& s : stats_) out.push_back(s.passes.load());
+    return out;
+  }
+  // Waits until every reader has completed `more` passes beyond `base`.
+  bool wait_passes(const std::vector<uint64_t>& base, uint64_t more, std::chrono::seconds deadline) {
+    const auto end = Clock::now() + deadline;
+    while (Clock::now() < end) {
+      bool done = true;
+      for (size_t i = 0; i < stats_.size(); ++i) done = done && stats_[i].passes.load() >= base[i] + more;
+      if (done) return true;
+      if (errors() > 0) return false;
+      std::this_thread::sleep_for(kPoll);  // bounded by the deadline
+    }
+    return false;
+  }
+
+  uint64_t errors() const {
+    uint64_t n = 0;
+    for (const auto& s : stats_) n += s.errors.load();
+    return n;
+  }
+  std::string summary() const {
+    uint64_t files = 0, bytes = 0, max_ms = 0;
+    std::vector<uint64_t> passes;
+    for (const auto& s : stats_) {
+      files += s.files.load();
+      bytes += s.bytes.load();
+      max_ms = std::max<uint64_t>(max_ms, s.max_file_ms.load());
+      passes.push_back(s.passes.load());
+    }
+    return fmt::format("{}: {} readers, {} files ({:.1f} MiB) verified, passes per reader [{}], {} errors, "
+                       "slowest file {} ms",
+                       name_, stats_.size(), files, double(bytes) / (1 << 20), fmt::join(passes, ","), errors(),
+                       max_ms);
+  }
+  std::vector<std::string> error_messages() {
+    std::lock_guard lock(mu_);
+    return messages_;
+  }
+  const std::string& name() const { return name_; }
+
+ private:
+  struct Stats {
+    std::atomic<uint64_t> files{0}, bytes{0}, passes{0}, errors{0}, max_file_ms{0};
+  };
+
+  void fail(unsigned i, const std::string& what) {
+    stats_[i].errors.fetch_add(1);
+    {
+      std::lock_guard lock(mu_);
+      if (messages_.size() < 20) messages_.push_back(fmt::format("{} reader {}: {}", name_, i, what));
+    }
+    // A failing mount fails at once: do not spin the VM's only CPU.
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+
+  void run(unsigned i) {
+    std::vector<char> buf(1 << 20);
+    const size_t n = files_.size();
+    size_t next = i * n / stats_.size();
+    while (!stop_) {
+      for (size_t k = 0; k < n && !stop_; ++k) {
+        const ExpectedFile& f = files_[(next + k) % n];
+        const auto t0 = Clock::now();
+        check_file(i, f, buf);
+        const auto ms = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count());
+        uint64_t prev = stats_[i].max_file_ms.load();
+        while (ms > prev && !stats_[i].max_file_ms.compare_exchange_weak(prev, ms)) {
+        }
+        stats_[i].files.fetch_add(1);
+        if (k + 1 == n) stats_[i].passes.fetch_add(1);
+      }
+      next = (next + 1) % n;
+    }
+  }
+
+  void check_file(unsigned i, const ExpectedFile& f, std::vector<char>& buf) {
+    const std::string path = (rootfs_ / f.rel).string();
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return fail(i, fmt::format("open {}: {}", f.rel, std::strerror(errno)));
+    uint64_t off = 0;
+    for (;;) {
+      ssize_t got = ::read(fd.get(), buf.data(), buf.size());
+      if (got < 0) {
+        if (errno == EINTR) continue;
+        return fail(i, fmt::format("read {} at {}: {}", f.rel, off, std::strerror(errno)));
+      }
+      if (got == 0) break;
+      if (off + uint64_t(got) > f.bytes.size()) {
+        return fail(i, fmt::format("{}: more than {} bytes", f.rel, f.bytes.size()));
+      }
+      if (std::memcmp(buf.data(), f.bytes.data() + off, size_t(got)) != 0) {
+        size_t at = 0;
+        while (buf[at] == f.bytes[off + at]) ++at;
+        return fail(i, fmt::format("{}: bytes differ at offset {}", f.rel, off + at));
+      }
+      off += uint64_t(got);
+      stats_[i].bytes.fetch_add(uint64_t(got));
+    }
+    if (off != f.bytes.size()) return fail(i, fmt::format("{}: {} bytes, want {}", f.rel, off, f.bytes.size()));
+    (void)::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
+  }
+
+  const std::string name_;
+  const fs::path rootfs_;
+  const std::vector<ExpectedFile>& files_;
+  std::vector<Stats> stats_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::vector<std::string> messages_;  // guarded by mu_
+};
+
+// ---------------------------------------------------------------------------
+
+struct Image {
+  std::string name, boot, source;
+  std::vector<ExpectedFile> files;
+  std::string rootfs;     // where the driver mounts the overlay
+  std::string erofs_mnt;  // the overlay's lowest lowerdir (the snapshotter's EROFS mount)
+  bool mounted = false;
+  std::unique_ptr<Readers> readers;
+};
+
+class Driver {
+ public:
+  explicit Driver(const json& s)
+      : snapshotter_bin_(s.value("snapshotter", "")),
+        nydusd_bin_(s.value("nydusd", "")),
+        nydusd_upgrade_bin_(s.value("nydusd_upgrade", "")),
+        root_(s.value("root", "")),
+        blobs_(s.value("blobs", "")),
+        read_delay_ms_(s.value("read_delay_ms", 0)),
+        readers_(s.value("readers", 4u)) {
+    for (const auto& i : s.value("images", json::array())) {
+      auto img = std::make_unique<Image>();
+      img->name = i.value("name", "");
+      img->boot = i.value("boot", "");
+      img->source = i.value("source", "");
+      img->rootfs = "/run/rootfs-" + img->name;
+      images_.push_back(std::move(img));
+    }
+  }
+
+  int run() {
+    if (images_.size() < 2 || root_.empty() || snapshotter_bin_.empty() || nydusd_bin_.empty() ||
+        nydusd_upgrade_bin_.empty()) {
+      std::printf("FAIL scenario: needs snapshotter, nydusd, nydusd_upgrade, root and two images\n");
+      return kExitUsage;
+    }
+    if (!phase("start", [&] { return start(); })) return finish(kExitSetup);
+    if (!phase("pull", [&] { return pull_all(); })) return finish(kExitCheckFailed);
+    if (!phase("prepare", [&] { return prepare_all(); })) return finish(kExitCheckFailed);
+    // From here on a failed check does not stop the run (a failed switch
+    // does, see fatal()): the later phases still say what they see.
+    bool ok = phase("failover", [&] { return failover(); });
+    ok = phase("upgrade", [&] { return upgrade(); }) && ok;
+    ok = phase("verify", [&] { return verify(); }) && ok;
+    ok = phase("remove", [&] { return remove_all(); }) && ok;
+    return finish(ok ? 0 : kExitCheckFailed);
+  }
+
+ private:
+  template <typename F>
+  bool phase(const char* name, F&& body) {
+    const auto t0 = Clock::now();
+    const bool was_ok = g_ok;
+    g_ok = true;
+    const bool ok = body() && g_ok;
+    g_ok = was_ok && ok;
+    std::printf("---- phase %-8s %6.2fs %s\n", name, secs(t0), ok ? "ok" : "FAILED");
+    std::fflush(stdout);
+    return ok;
+  }
+
+  // ---- the snapshotter ----------------------------------------------------
+
+  bool start() {
+    std::error_code ec;
+    fs::create_directories(kLogDir, ec);
+    fs::create_directories(root_, ec);
+    for (const auto& img : images_) {
+      img->files = load_expected(img->source);
+      if (img->files.empty()) {
+        result(false, fmt::format("{}: no files in {}", img->name, img->source));
+        return false;
+      }
+    }
+    // The v1 fusedev template the integration tests use; the snapshotter
+    // turns it into each instance's fscache BlobCacheEntry.
+    const std::string tmpl = kWork + "/nydusd-config.json";
+    std::ofstream(tmpl) << json{{"device",
+                                 {{"backend", {{"type", "localfs"}, {"config", {{"dir", blobs_}}}}},
+                                  {"cache", {{"type", "blobcache"}, {"config", {{"work_dir", "/replaced"}}}}}}},
+                                {"mode", "direct"},
+                                {"digest_validate", true}}
+                                .dump(2);
+    config_ = kWork + "/config.toml";
+    std::ofstream(config_) << "version = 1\n"
+                           << "root = \"" << root_ << "\"\n"
+                           << "address = \"" << kGrpcSocket << "\"\n"
+                           << "[daemon]\n"
+                           << "fs_driver = \"fscache\"\n"
+                           << "recover_policy = \"failover\"\n"
+                           << "nydusd_path = \"" << nydusd_bin_ << "\"\n"
+                           << "nydusd_config = \"" << tmpl << "\"\n"
+                           << "threads_number = 4\n"
+                           << "[system]\nenable = true\naddress = \"" << kSystemSocket << "\"\n"
+                           << "[log]\nlevel = \"info\"\ndir = \"" << kLogDir << "\"\n";
+    SpawnOptions so;
+    so.argv = {snapshotter_bin_, "--config", config_};
+    so.stdout_redirect = Redirect::append_to(kLogDir + "/snapshotter.stdout.log");
+    so.stderr_redirect = Redirect::append_to(kLogDir + "/snapshotter.stdout.log");
+    so.parent_death_signal = SIGKILL;
+    if (read_delay_ms_ > 0) so.env = {{"NYDUS_TEST_FSCACHE_READ_DELAY_MS", std::to_string(read_delay_ms_)}};
+    auto p = Process::spawn(so);
+    if (!p.ok()) {
+      result(false, fmt::format("spawn {}: {}", snapshotter_bin_, p.error().message()));
+      return false;
+    }
+    snapshotter_ = std::make_unique<Process>(std::move(*p));
+    const auto t0 = Clock::now();
+    bool up = false;
+    while (Clock::now() - t0 < kStartDeadline && !snapshotter_->exited()) {
+      if (connect_unix(kGrpcSocket, std::chrono::milliseconds(200)).ok() &&
+          connect_unix(kSystemSocket, std::chrono::milliseconds(200)).ok()) {
+        up = true;
+        break;
+      }
+      std::this_thread::sleep_for(kPoll);  // bounded by the deadline
+    }
+    result(up, fmt::format("containerd-nydus-grpc {} serves {} and {} ({:.2f}s; fs_driver fscache, failover, "
+                           "read delay {} ms)",
+                           snapshotter_->pid(), kGrpcSocket, kSystemSocket, secs(t0), read_delay_ms_));
+    if (!up) return false;
+    client_ = std::make_unique<GrpcClient>(kGrpcSocket);
+    return true;
+  }
+
+  // ---- containerd's side ----------------------------------------------------
+
+  bool pull(Image& img) {
+    const std::string data = img.name + "-data";
+    auto lazy = client_->prepare("extract-" + data, "",
+                                 {{"containerd.io/snapshot.ref", data}, {"containerd.io/snapshot/nydus-blob", "true"}});
+    result(!lazy.ok() && lazy.error().kind() == ErrorKind::kAlreadyExists,
+           fmt::format("{}: data layer committed without unpack ({})", img.name,
+                       lazy.ok() ? "Prepare succeeded" : lazy.error().message()));
+    auto mounts = client_->prepare("extract-" + img.name, data,
+                                   {{"containerd.io/snapshot.ref", img.name},
+                                    {"containerd.io/snapshot/nydus-bootstrap", "true"}});
+    if (!mounts.ok() || mounts->empty()) {
+      result(false, fmt::format("{}: Prepare of the meta layer: {}", img.name,
+                                mounts.ok() ? "no mounts" : mounts.error().message()));
+      return false;
+    }
+    // An unpack gets native mounts; the layer's only file goes into its upper dir.
+    std::string upper = mounts->at(0).type == "bind" ? mounts->at(0).source : "";
+    for (const auto& o : mounts->at(0).options) {
+      if (o.rfind("upperdir=", 0) == 0) upper = o.substr(9);
+    }
+    std::error_code ec;
+    fs::create_directories(fs::path(upper) / "image", ec);
+    fs::copy_file(img.boot, fs::path(upper) / "image/image.boot", ec);
+    if (upper.empty() || ec) {
+      result(false, fmt::format("{}: writing image/image.boot into '{}': {}", img.name, upper, ec.message()));
+      return false;
+    }
+    Status st = client_->commit(img.name, "extract-" + img.name);
+    result(st.ok(), fmt::format("{}: meta layer committed{}", img.name, st.ok() ? "" : ": " + st.error().message()));
+    return st.ok();
+  }
+
+  bool pull_all() {
+    for (auto& img : images_) {
+      if (!pull(*img)) return false;
+    }
+    return true;
+  }
+
+  std::optional<MountInfo> mount_at(const std::string& path) {
+    auto infos = read_mountinfo();
+    if (!infos.ok()) return std::nullopt;
+    for (const auto& m : *infos) {
+      if (m.mount_point == path) return m;
+    }
+    return std::nullopt;
+  }
+
+  bool prepare(Image& img) {
+    const auto t0 = Clock::now();
+    auto mounts = client_->prepare("c-" + img.name, img.name);
+    if (!mounts.ok()) {
+      result(false, fmt::format("{}: Prepare of the rootfs: {}", img.name, mounts.error().message()));
+      return false;
+    }
+    const double prepare_s = secs(t0);
+    if (mounts->size() != 1 || mounts->at(0).type != "overlay") {
+      result(false, fmt::format("{}: rootfs mounts: want one overlay, got {} (first: {})", img.name, mounts->size(),
+                                mounts->empty() ? "-" : mounts->at(0).type));
+      return false;
+    }
+    const Mount& m = mounts->at(0);
+    std::string lower;
+    for (const auto& o : m.options) {
+      if (o.rfind("lowerdir=", 0) == 0) lower = o.substr(9);
+    }
+    // The lowest layer (last in lowerdir) is the image's EROFS mount.
+    img.erofs_mnt = lower.substr(lower.rfind(':') == std::string::npos ? 0 : lower.rfind(':') + 1);
+    const std::regex shape(std::regex_replace(root_, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") +
+                           R"(/snapshots/[^/]+/mnt)");
+    auto info = mount_at(img.erofs_mnt);
+    const bool erofs = info && info->fs_type == "erofs" &&
+                       (info->super_options.find("fsid=") != std::string::npos ||
+                        info->mount_options.find("fsid=") != std::string::npos);
+    result(std::regex_match(img.erofs_mnt, shape) && erofs,
+           fmt::format("{}: Prepare c-{} ({:.2f}s): overlay over {} ({} {})", img.name, img.name, prepare_s,
+                       img.erofs_mnt, info ? info->fs_type : "not mounted", info ? info->super_options : ""));
+    if (!erofs) return false;
+    std::error_code ec;
+    fs::create_directories(img.rootfs, ec);
+    const std::string data = fmt::format("{}", fmt::join(m.options, ","));
+    if (::mount(m.source.c_str(), img.rootfs.c_str(), m.type.c_str(), 0, data.c_str()) != 0) {
+      result(false, fmt::format("{}: mount overlay {} at {}: {}", img.name, data, img.rootfs, std::strerror(errno)));
+      return false;
+    }
+    img.mounted = true;
+    return true;
+  }
+
+  // ---- the daemon, through system.sock and its own API --------------------
+
+  Result<json> daemons() {
+    HttpClient c(kSystemSocket);
+    NYDUS_ASSIGN_OR_RETURN(HttpResponse r, c.request("GET", "/api/v1/daemons", {}, kApiTimeout));
+    auto j = json::parse(r.body, nullptr, false);
+    if (r.status != 200 || !j.is_array()) {
+      return make_error(ErrorKind::kInternal, "GET /api/v1/daemons: {} {}", r.status, r.body);
+    }
+    return j;
+  }
+
+  // The one daemon; an error when there is not exactly one.
+  Result<json> the_daemon() {
+    NYDUS_ASSIGN_OR_RETURN(json list, daemons());
+    if (list.size() != 1) return make_error(ErrorKind::kInternal, "want one daemon, system.sock lists {}", list.dump());
+    return list[0];
+  }
+
+  Result<json> daemon_api(const std::string& method, const std::string& target) {
+    NYDUS_ASSIGN_OR_RETURN(json d, the_daemon());
+    HttpClient c(d.value("api_socket", ""));
+    NYDUS_ASSIGN_OR_RETURN(HttpResponse r, c.request(method, target, {}, kApiTimeout));
+    auto j = json::parse(r.body, nullptr, false);
+    if (r.status != 200 || j.is_discarded()) {
+      return make_error(ErrorKind::kInternal, "{} {}: {} {}", method, target, r.status, r.body);
+    }
+    return j;
+  }
+
+  Result<json> fscache_metrics() {
+    NYDUS_ASSIGN_OR_RETURN(json info, daemon_api("GET", "/api/v1/daemon"));
+    const json& m = info["fscache"]["metrics"];
+    if (!m.is_object()) return make_error(ErrorKind::kCorrupt, "no fscache metrics in {}", info.dump());
+    return m;
+  }
+
+  // Waits until the daemon serves a READ (the read-delay hook makes each
+  // one last); on timeout, says what the daemon and the readers did.
+  bool wait_read_in_flight(const Readers& readers) {
+    const auto t0 = Clock::now();
+    std::string last;
+    while (Clock::now() - t0 < kInFlightDeadline) {
+      auto m = fscache_metrics();
+      if (m.ok() && (*m).value("reads_in_flight", uint64_t(0)) > 0) {
+        note(fmt::format("a READ is in flight {:.2f}s after the readers started", secs(t0)));
+        return true;
+      }
+      last = m.ok() ? m->dump() : m.error().message();
+      std::this_thread::sleep_for(kPoll);  // bounded by the deadline
+    }
+    note(fmt::format("no READ in flight within {}s: nydusd counters {}; {}", kInFlightDeadline.count(), last,
+                     readers.summary()));
+    return false;
+  }
+
+  void remember(const json& d) {
+    const int pid = d.value("pid", 0);
+    if (pid > 0) nydusd_pids_.insert(pid);
+  }
+
+  bool prepare_all() {
+    for (auto& img : images_) {
+      if (!prepare(*img)) return false;
+    }
+    auto d = the_daemon();
+    if (!d.ok()) {
+      result(false, d.error().message());
+      return false;
+    }
+    remember(*d);
+    const int pid = d->value("pid", 0);
+    const auto cmd = proc_cmdline(pid);
+    const std::string fscache_dir = (fs::path(root_) / "cache" / "fscache").string();
+    first_id_ = flag_value(cmd, "--id");
+    first_supervisor_ = flag_value(cmd, "--supervisor");
+    result(d->value("fs_driver", "") == "fscache" && d->value("state", "") == "RUNNING" && pid > 0,
+           fmt::format("system.sock: one daemon {}", d->dump()));
+    result(has_arg(cmd, "singleton") && flag_value(cmd, "--fscache") == fscache_dir && !first_id_.empty() &&
+               !first_supervisor_.empty() && !has_arg(cmd, "--upgrade"),
+           fmt::format("nydusd {}: {}", pid, fmt::join(cmd, " ")));
+    auto blobs = daemon_api("GET", "/api/v2/blobs");
+    const size_t n = blobs.ok() && (*blobs)["blobs"].is_array() ? (*blobs)["blobs"].size() : 0;
+    result(n == images_.size(), fmt::format("nydusd GET /api/v2/blobs: {} entries (one per image){}", n,
+                                            blobs.ok() ? "" : ": " + blobs.error().message()));
+    return g_ok;
+  }
+
+  // ---- the switches -----------------------------------------------------------
+
+  bool failover() {
+    Image& a = *images_[0];
+    a.readers = std::make_unique<Readers>(a.name, a.rootfs, a.files, readers_);
+    a.readers->start();
+    auto before = the_daemon();
+    if (!before.ok()) return result(false, before.error().message()), false;
+    const int old_pid = before->value("pid", 0);
+    const uint64_t count_before = before->value("recovery_count", uint64_t(0));
+    const bool in_flight = wait_read_in_flight(*a.readers);
+    if (!owned(old_pid)) return result(false, fmt::format("nydusd {} is not this test's", old_pid)), false;
+    const auto t0 = Clock::now();
+    ::kill(old_pid, SIGKILL);
+    // The successor shows up in the snapshotter's view.
+    json now;
+    bool switched = false;
+    while (Clock::now() - t0 < kSwitchDeadline) {
+      auto d = the_daemon();
+      if (d.ok()) {
+        now = *d;
+        if (now.value("pid", 0) > 0 && now.value("pid", 0) != old_pid && now.value("state", "") == "RUNNING" &&
+            now.value("recovery_count", uint64_t(0)) > count_before) {
+          switched = true;
+          break;
+        }
+      }
+      std::this_thread::sleep_for(kPoll);  // bounded by the deadline
+    }
+    const double switch_s = secs(t0);
+    remember(now);
+    result(in_flight && switched,
+           fmt::format("kill -9 of nydusd {} with a READ in flight{}: {} {:.2f}s later: pid {} {}, "
+                       "recovery_count {} -> {}, last_failover_ms {}",
+                       old_pid, in_flight ? "" : " (NO READ WAS IN FLIGHT)",
+                       switched ? "the successor serves" : "NO SUCCESSOR", switch_s, now.value("pid", 0),
+                       now.value("state", "?"), count_before, now.value("recovery_count", uint64_t(0)),
+                       now["last_failover_ms"].dump()));
+    if (!switched) return fatal("failover");
+    const int pid = now.value("pid", 0);
+    const auto cmd = proc_cmdline(pid);
+    result(has_arg(cmd, "singleton") && has_arg(cmd, "--upgrade") && flag_value(cmd, "--id") == first_id_ &&
+               flag_value(cmd, "--supervisor") == first_supervisor_ && !alive(old_pid),
+           fmt::format("successor {}: {}", pid, fmt::join(cmd, " ")));
+    // The readers go on: one more full pass each after the switch.
+    const auto base = a.readers->passes();
+    const auto t1 = Clock::now();
+    const bool passes = a.readers->wait_passes(base, 1, kPassDeadline);
+    // The READs the dead daemon held were delivered again (`restore`) and
+    // served by the successor, with the rest of the first pass.
+    auto m = fscache_metrics();
+    result(m.ok() && (*m).value("reads", uint64_t(0)) > 0 && (*m).value("read_errors", uint64_t(1)) == 0 &&
+               (*m).value("read_unknown_object", uint64_t(1)) == 0,
+           fmt::format("the successor served READs: {}", m.ok() ? m->dump() : m.error().message()));
+    result(passes && a.readers->errors() == 0,
+           fmt::format("{} readers went on after the failover ({:.2f}s to a full pass each): {}", a.name, secs(t1),
+                       a.readers->summary()));
+    for (const auto& e : a.readers->error_messages()) note(e);
+    if (!passes) return fatal("failover readers");
+    return true;
+  }
+
+  bool upgrade() {
+    Image& b = *images_[1];
+    b.readers = std::make_unique<Readers>(b.name, b.rootfs, b.files, readers_);
+    b.readers->start();
+    auto before = the_daemon();
+    if (!before.ok()) return result(false, before.error().message()), false;
+    const int old_pid = before->value("pid", 0);
+    // A copy of nydusd (made on the host): the upgrade must run the new binary.
+    const std::string copy = nydusd_upgrade_bin_;
+    const bool in_flight = wait_read_in_flight(*b.readers);
+    const auto t0 = Clock::now();
+    HttpClient c(kSystemSocket);
+    auto r = c.request("PUT", "/api/v1/nydusd/upgrade", json{{"nydusd_path", copy}}.dump(), kUpgradeTimeout);
+    const double upgrade_s = secs(t0);
+    if (!r.ok()) {
+      result(false, fmt::format("PUT /api/v1/nydusd/upgrade: {}", r.error().message()));
+      return fatal("upgrade");
+    }
+    auto body = json::parse(r->body, nullptr, false);
+    int new_pid = 0;
+    if (body.is_object() && body["daemons"].is_array() && body["daemons"].size() == 1) {
+      new_pid = body["daemons"][0].value("new_pid", 0);
+    }
+    result(r->status == 200 && in_flight && new_pid > 0 && new_pid != old_pid,
+           fmt::format("PUT /api/v1/nydusd/upgrade with a READ in flight{} -> {} in {:.2f}s: {}",
+                       in_flight ? "" : " (NO READ WAS IN FLIGHT)", r->status, upgrade_s, r->body));
+    if (r->status != 200) return false;  // a refused or rolled-back upgrade: the old daemon serves on
+    auto d = the_daemon();
+    if (d.ok()) remember(*d);
+    std::error_code lec;
+    const std::string exe = fs::read_symlink(fmt::format("/proc/{}/exe", new_pid), lec).string();
+    result(d.ok() && d->value("pid", 0) == new_pid && d->value("state", "") == "RUNNING" &&
+               d->value("binary_path", "") == copy && !(*d)["last_upgrade_ms"].is_null() && exe == copy &&
+               !alive(old_pid),
+           fmt::format("after the upgrade: nydusd {} runs {}; old {} gone: {}", new_pid, exe, old_pid,
+                       d.ok() ? d->dump() : d.error().message()));
+    return true;
+  }
+
+  bool verify() {
+    // Every reader (both rootfs) makes two more full passes after the last
+    // switch; then they stop, with zero errors.
+    const auto t0 = Clock::now();
+    bool passes = true;
+    for (auto& img : images_) {
+      if (!img->readers) continue;
+      passes = img->readers->wait_passes(img->readers->passes(), 2, kPassDeadline) && passes;
+    }
+    const double wait_s = secs(t0);
+    if (!passes) return fatal("verify readers");
+    for (auto& img : images_) {
+      if (!img->readers) continue;
+      img->readers->stop_and_join();
+      result(img->readers->errors() == 0, fmt::format("readers {}", img->readers->summary()));
+      for (const auto& e : img->readers->error_messages()) note(e);
+    }
+    note(fmt::format("two more passes per reader after the upgrade took {:.2f}s", wait_s));
+    auto m = fscache_metrics();
+    result(m.ok() && (*m).value("read_errors", uint64_t(1)) == 0 && (*m).value("read_unknown_object", uint64_t(1)) == 0,
+           fmt::format("the upgraded nydusd's counters: {}", m.ok() ? m->dump() : m.error().message()));
+    // The whole tree, attributes included, through the overlay.
+    for (auto& img : images_) {
+      testing::TreeCompareOptions o;
+      o.nlink_dirs = false;   // the overlay's root is its upper dir
+      o.root_times = false;
+      o.readers = 2;
+      const auto t1 = Clock::now();
+      auto r = testing::diff_trees(img->source, img->rootfs, o);
+      result(r.equal(), fmt::format("{}: {} compared with {}: {} entries, {} files, {} bytes ({:.2f}s)", img->name,
+                                    img->rootfs, img->source, r.entries, r.files, r.bytes, secs(t1)));
+      for (const auto& diff : r.diffs) note(diff);
+    }
+    return g_ok;
+  }
+
+  // ---- teardown ---------------------------------------------------------------
+
+  bool remove_all() {
+    auto d = the_daemon();
+    const std::string api_socket = d.ok() ? d->value("api_socket", "") : "";
+    const int pid = d.ok() ? d->value("pid", 0) : 0;
+    for (auto& img : images_) {
+      if (img->mounted) {
+        Status st = unmount(img->rootfs);
+        img->mounted = !st.ok();
+        result(st.ok(), fmt::format("{}: umount {}{}", img->name, img->rootfs,
+                                    st.ok() ? "" : ": " + st.error().message()));
+      }
+    }
+    const auto t0 = Clock::now();
+    for (auto& img : images_) {
+      for (const std::string& key : {"c-" + img->name, img->name, img->name + "-data"}) {
+        Status st = client_->remove(key);
+        result(st.ok(), fmt::format("Remove {}{}", key, st.ok() ? "" : ": " + st.error().message()));
+      }
+    }
+    Status st = client_->cleanup();
+    result(st.ok(), fmt::format("Cleanup ({:.2f}s for the removals){}", secs(t0),
+                                st.ok() ? "" : ": " + st.error().message()));
+    for (auto& img : images_) {
+      auto info = mount_at(img->erofs_mnt);
+      result(!info, fmt::format("{}: EROFS mount {} {}", img->name, img->erofs_mnt,
+                                info ? "still mounted: " + info->fs_type + " " + info->super_options : "is gone"));
+    }
+    auto infos = read_mountinfo();
+    size_t left = 0;
+    if (infos.ok()) {
+      for (const auto& m : *infos) {
+        if (m.fs_type == "erofs") {
+          ++left;
+          note(fmt::format("erofs still mounted at {} ({})", m.mount_point, m.super_options));
+        }
+      }
+    }
+    result(infos.ok() && left == 0, fmt::format("/proc/self/mountinfo: {} erofs mounts left", left));
+    // The instances are unbound from the daemon (or the daemon, serving
+    // nothing, is gone).
+    if (!api_socket.empty() && alive(pid)) {
+      HttpClient c(api_socket);
+      auto r = c.request("GET", "/api/v2/blobs", {}, kApiTimeout);
+      auto j = r.ok() ? json::parse(r->body, nullptr, false) : json();
+      const bool empty = r.ok() && r->status == 200 && j.is_object() && j["blobs"].is_array() && j["blobs"].empty();
+      result(empty, fmt::format("nydusd {} GET /api/v2/blobs after the removals: {}", pid,
+                                r.ok() ? r->body : r.error().message()));
+    } else {
+      auto list = daemons();
+      result(list.ok() && list->empty(),
+             fmt::format("nydusd {} is gone after the removals; system.sock lists {}", pid,
+                         list.ok() ? list->dump() : list.error().message()));
+    }
+    return g_ok;
+  }
+
+  // Only a nydusd of this root is ever signalled.
+  bool owned(pid_t pid) {
+    if (pid <= 0) return false;
+    for (const auto& a : proc_cmdline(pid)) {
+      if (a.rfind(root_, 0) == 0) return true;
+    }
+    return false;
+  }
+
+  void print_logs() {
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(kLogDir, ec); it != fs::recursive_directory_iterator();
+         it.increment(ec)) {
+      if (ec) break;
+      if (!it->is_regular_file()) continue;
+      std::printf("     ---- %s (tail)\n%s\n", it->path().c_str(), tail(read_text(it->path().string()), 40).c_str());
+    }
+    std::fflush(stdout);
+  }
+
+  // A switch failed: readers may be blocked in the kernel for good. Report,
+  // end what we started and exit without joining them.
+  [[noreturn]] bool fatal(const std::string& what) {
+    result(false, fmt::format("{}: cannot go on", what));
+    for (auto& img : images_) {
+      if (img->readers) {
+        note(img->readers->summary());
+        for (const auto& e : img->readers->error_messages()) note(e);
+      }
+    }
+    print_logs();
+    stop_everything();
+    std::_Exit(kExitCheckFailed);
+  }
+
+  void stop_everything() {
+    client_.reset();
+    for (auto& img : images_) {
+      if (img->mounted) (void)lazy_unmount(img->rootfs);
+    }
+    if (snapshotter_) {
+      (void)snapshotter_->kill(SIGTERM);
+      auto s = snapshotter_->wait(kExitDeadline);
+      if (!s.ok()) {
+        (void)snapshotter_->kill(SIGKILL);
+        s = snapshotter_->wait(kExitDeadline);
+      }
+      snapshotter_status_ = s.ok() ? *s : -1000;
+      snapshotter_.reset();
+    }
+    // nydusd outlives the snapshotter by design (cleanup_on_close = false;
+    // only an idle shared daemon is stopped): end the ones it started that
+    // still run, by pid, and reap them (we are their subreaper).
+    std::vector<std::string> fates;
+    for (pid_t pid : nydusd_pids_) {
+      if (!alive(pid)) {
+        (void)::waitpid(pid, nullptr, WNOHANG);
+        fates.push_back(fmt::format("{} gone", pid));
+        continue;
+      }
+      if (!owned(pid)) {
+        fates.push_back(fmt::format("{} left alone (not this root's)", pid));
+        continue;
+      }
+      ::kill(pid, SIGKILL);
+      fates.push_back(fmt::format("{} killed", pid));
+      for (auto t0 = Clock::now(); alive(pid) && Clock::now() - t0 < kExitDeadline;) {
+        (void)::waitpid(pid, nullptr, WNOHANG);
+        std::this_thread::sleep_for(kPoll);  // bounded by the deadline
+      }
+      (void)::waitpid(pid, nullptr, WNOHANG);
+    }
+    if (!fates.empty()) fates_ = fmt::format("{}", fmt::join(fates, ", "));
+    for (const auto& m : mounts_below(root_)) (void)lazy_unmount(m);
+  }
+
+  int finish(int rc) {
+    if (rc != 0 || !g_ok) print_logs();
+    stop_everything();
+    result(snapshotter_status_ == 0, fmt::format("SIGTERM: containerd-nydus-grpc exited with status {}; then the "
+                                                 "nydusd it started: {}",
+                                                 snapshotter_status_, fates_));
+    if (rc == 0 && !g_ok) rc = kExitCheckFailed;
+    std::printf("snapshotter fscache driver: %s\n", rc == 0 ? "PASSED" : "FAILED");
+    std::fflush(stdout);
+    return rc;
+  }
+
+  const std::string snapshotter_bin_, nydusd_bin_, nydusd_upgrade_bin_, root_, blobs_;
+  const int read_delay_ms_;
+  const unsigned readers_;
+  std::string config_;
+  std::vector<std::unique_ptr<Image>> images_;
+  std::unique_ptr<Process> snapshotter_;
+  std::unique_ptr<GrpcClient> client_;
+  std::set<pid_t> nydusd_pids_;
+  std::string first_id_, first_supervisor_;
+  int snapshotter_status_ = -1000;
+  std::string fates_ = "none";
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: snapshotter_fscache_vm_driver SCENARIO.json\n");
+    return kExitUsage;
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+  // nydusd is the snapshotter's child and outlives it: it is then ours to
+  // reap, not init's.
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  auto scenario = json::parse(read_text(argv[1]), nullptr, false);
+  if (scenario.is_discarded() || !scenario.is_object()) {
+    std::fprintf(stderr, "snapshotter_fscache_vm_driver: %s is not a scenario\n", argv[1]);
+    return kExitUsage;
+  }
+  try {
+    Driver driver(scenario);
+    return driver.run();
+  } catch (const std::exception& e) {
+    std::printf("FAIL driver: %s\n", e.what());
+    return kExitSetup;
+  }
+}

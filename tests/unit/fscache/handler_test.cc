@@ -106,16 +106,25 @@ class FailingSource final : public ObjectSource {
   std::string describe() const override { return "failing"; }
 };
 
+// What most cases arrange: a handler over a registry, a fake device and a
+// read buffer; bind() puts the fixture bootstrap "rafs22" in a domain.
+struct HandlerFixture {
+  void bind(const std::string& domain, const std::string& cache_type = "fscache") {
+    REQUIRE(registry.bind(domain, "rafs22", kBoot, kFixtureDir, cache_type, (dir / "work").string()).ok());
+  }
+  testing::TempDir dir{"fscache-handler"};
+  BlobRegistry registry;
+  FakeDevice dev;
+  RequestHandler h{&registry, &dev};
+  AlignedBuffer buf;
+};
+
 }  // namespace
 
-TEST_CASE("fscache handler: serves the fixture bootstrap and blob like the kernel asks", "[fscache][handler]") {
-  testing::TempDir dir("fscache-handler");
+TEST_CASE_METHOD(HandlerFixture, "fscache handler: serves the fixture bootstrap and blob like the kernel asks",
+                 "[fscache][handler]") {
   const std::string cache_type = GENERATE(std::string("fscache"), std::string("filecache"));
-  BlobRegistry registry;
-  REQUIRE(registry.bind("dom1", "rafs22", kBoot, kFixtureDir, cache_type, (dir / "work").string()).ok());
-  FakeDevice dev;
-  RequestHandler h(&registry, &dev);
-  AlignedBuffer buf;
+  bind("dom1", cache_type);
 
   // Bootstrap OPEN: answered with the file size (20 480).
   CacheFile boot = make_cache_file(dir, "boot.cache");
@@ -180,14 +189,10 @@ TEST_CASE("fscache handler: serves the fixture bootstrap and blob like the kerne
   CHECK(h.metrics().closes == 2);
 }
 
-TEST_CASE("fscache handler: unknown OPENs are refused and READs of unknown objects are not completed",
-          "[fscache][handler]") {
-  testing::TempDir dir("fscache-handler");
-  BlobRegistry registry;
-  REQUIRE(registry.bind("dom1", "rafs22", kBoot, kFixtureDir, "fscache", (dir / "work").string()).ok());
-  FakeDevice dev;
-  RequestHandler h(&registry, &dev);
-  AlignedBuffer buf;
+TEST_CASE_METHOD(HandlerFixture,
+                 "fscache handler: unknown OPENs are refused and READs of unknown objects are not completed",
+                 "[fscache][handler]") {
+  bind("dom1");
 
   CacheFile a = make_cache_file(dir, "a");
   h.handle(bytes(build_open_message(10, 1, "erofs,dom2", "rafs22", uint32_t(a.fd))), buf);  // other domain
@@ -206,13 +211,8 @@ TEST_CASE("fscache handler: unknown OPENs are refused and READs of unknown objec
   CHECK(h.metrics().read_unknown_object == 1);
 }
 
-TEST_CASE("fscache handler: malformed messages", "[fscache][handler]") {
-  testing::TempDir dir("fscache-handler");
-  BlobRegistry registry;
-  REQUIRE(registry.bind("d", "rafs22", kBoot, kFixtureDir, "fscache", (dir / "work").string()).ok());
-  FakeDevice dev;
-  RequestHandler h(&registry, &dev);
-  AlignedBuffer buf;
+TEST_CASE_METHOD(HandlerFixture, "fscache handler: malformed messages", "[fscache][handler]") {
+  bind("d");
 
   // An OPEN whose keys do not add up but whose fd is an anon fd: closed, -EINVAL.
   CacheFile a = make_cache_file(dir, "a");
@@ -270,13 +270,9 @@ TEST_CASE("fscache handler: a READ that cannot be served is completed without da
   CHECK(h.metrics().completions_rejected == 1);
 }
 
-TEST_CASE("fscache handler: objects survive an unbind and can be handed over", "[fscache][handler]") {
-  testing::TempDir dir("fscache-handler");
-  BlobRegistry registry;
-  REQUIRE(registry.bind("d", "rafs22", kBoot, kFixtureDir, "fscache", (dir / "work").string()).ok());
-  FakeDevice dev;
-  RequestHandler h(&registry, &dev);
-  AlignedBuffer buf;
+TEST_CASE_METHOD(HandlerFixture, "fscache handler: objects survive an unbind and can be handed over",
+                 "[fscache][handler]") {
+  bind("d");
   CacheFile blob = make_cache_file(dir, "blob");
   h.handle(bytes(build_open_message(1, 7, "erofs,d", kBlobId, uint32_t(blob.fd))), buf);
   REQUIRE(registry.unbind("d").ok());

@@ -95,25 +95,6 @@ void make_tree(const fs::path& root, uint32_t seed, size_t big_size) {
   set_mtime(root, 1690000000, 987654321);
 }
 
-// nydus-image create; the blob lands in blob_dir.
-void build_image(const fs::path& src, const fs::path& boot, const fs::path& blob_dir, const std::string& compressor,
-                 const std::string& chunk_size) {
-  fs::create_directories(blob_dir);
-  SpawnOptions so;
-  so.argv = {std::string(NYDUS_BIN_DIR) + "/nydus-image", "create", "-t", "dir-rafs", "-B", boot.string(), "-D",
-             blob_dir.string(), "-c", compressor, "-S", chunk_size, src.string()};
-  so.stdout_redirect = Redirect::append_to(boot.string() + ".log");
-  so.stderr_redirect = Redirect::append_to(boot.string() + ".log");
-  auto p = Process::spawn(so);
-  REQUIRE(p.ok());
-  auto status = p->wait(std::chrono::seconds(120));
-  REQUIRE(status.ok());
-  std::ifstream log(boot.string() + ".log");
-  std::string text((std::istreambuf_iterator<char>(log)), {});
-  INFO(text);
-  REQUIRE(*status == 0);
-}
-
 nlohmann::json entry(const std::string& id, const std::string& domain, const fs::path& boot, const fs::path& blob_dir,
                      const std::string& cache_type, const std::string& work_dir) {
   nlohmann::json cache = {{"type", cache_type}};
@@ -159,9 +140,9 @@ TEST_CASE("vm fscache e2e: real nydusd singleton serves through crash failover a
   make_tree(img / "src-zstd", 1, 2 * 1024 * 1024 + 4096 + 7);
   make_tree(img / "src-lz4", 2, 700 * 1024 + 1);
   make_tree(img / "src-raw", 3, 128 * 1024 + 3);
-  build_image(img / "src-zstd", img / "zstd.boot", img / "blobs", "zstd", "0x100000");
-  build_image(img / "src-lz4", img / "lz4.boot", img / "blobs", "lz4_block", "0x10000");
-  build_image(img / "src-raw", img / "raw.boot", img / "blobs", "none", "0x1000");
+  build_image(img / "src-zstd", img / "zstd.boot", img / "blobs", {"-c", "zstd", "-S", "0x100000"});
+  build_image(img / "src-lz4", img / "lz4.boot", img / "blobs", {"-c", "lz4_block", "-S", "0x10000"});
+  build_image(img / "src-raw", img / "raw.boot", img / "blobs", {"-c", "none", "-S", "0x1000"});
   // Not a RAFS v6 bootstrap: binding it must be refused.
   write_file(img / "garbage.boot", random_bytes(8192, 99));
 

@@ -1,27 +1,39 @@
 // End to end, the snapshotter in fscache mode, with the real binaries: two
 // images built here with nydus-image, then one VM boot in which
 // tests/vm/snapshotter_fscache_vm_driver.cc runs the real
-// containerd-nydus-grpc with `[daemon] fs_driver = "fscache"` and
-// `recover_policy = "failover"`, drives it over gRPC as containerd's unpacker
-// and runtime would (Prepare/Commit of each meta layer, Prepare of a rootfs
-// over it, the overlay mounted), and keeps 4 byte-verifying readers per
-// rootfs going while the shared `nydusd singleton --fscache` is killed with
-// kill -9 (a READ in flight) and then hot-upgraded through system.sock to a
-// copy of nydusd. Zero reader errors; the snapshots' removal must unmount the
-// EROFS mounts and unbind the RAFS instances (the driver's header has the
-// details).
+// containerd-nydus-grpc with `[daemon] fs_driver = "fscache"` four times, each
+// on a fresh root on the VM's ext4 disk, and drives it over gRPC as
+// containerd's unpacker and runtime would (Prepare/Commit of each meta layer,
+// Prepare of a rootfs over it, the overlay mounted) while 4 byte-verifying
+// readers per rootfs run:
+//   main     recover_policy failover: the shared `nydusd singleton --fscache`
+//            killed with kill -9 (a READ in flight), then hot-upgraded
+//            through system.sock to a copy of nydusd;
+//   standby  hot_standby = true: kill -9, the standby takes over, a new
+//            standby follows;
+//   readopt  kill -9 of the snapshotter itself, restarted: it re-adopts the
+//            live nydusd; then a kill -9 of nydusd still fails over;
+//   restart  recover_policy restart: kill -9, a fresh nydusd and EROFS
+//            mounts with new fsids; a new container reads every byte.
+// Zero reader errors (except, by nature, on the mounts a restart leaves
+// dead); the snapshots' removal must unmount the EROFS mounts and unbind the
+// RAFS instances (the driver's header has the details).
 //
 // Every data READ of nydusd is slowed by its test hook
 // (NYDUS_TEST_FSCACHE_READ_DELAY_MS, set on the snapshotter, inherited by
-// nydusd) so that a READ is in flight at each switch: the cache is fresh, and
-// the second image is only read from the upgrade phase on.
+// nydusd) so that a READ is in flight at each switch: each run's cache is
+// fresh, and what is read after a switch was never read before it.
+//
+// NYDUS_VM_SNAPSHOTTER_RUNS=standby,restart (for instance) runs only those.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -59,27 +71,10 @@ void make_tree(const fs::path& root, uint32_t seed, size_t big_size) {
   REQUIRE(::setxattr((root / "etc" / "hostname").c_str(), "user.snapshotter", "fscache", 7, 0) == 0);
 }
 
-// nydus-image create; the blob lands in blob_dir.
-void build_image(const fs::path& src, const fs::path& boot, const fs::path& blob_dir) {
-  fs::create_directories(blob_dir);
-  SpawnOptions so;
-  so.argv = {std::string(NYDUS_BIN_DIR) + "/nydus-image", "create", "-t", "dir-rafs", "-B", boot.string(), "-D",
-             blob_dir.string(), src.string()};
-  so.stdout_redirect = Redirect::append_to(boot.string() + ".log");
-  so.stderr_redirect = Redirect::append_to(boot.string() + ".log");
-  auto p = Process::spawn(so);
-  REQUIRE(p.ok());
-  auto status = p->wait(std::chrono::seconds(120));
-  REQUIRE(status.ok());
-  std::ifstream log(boot.string() + ".log");
-  std::string text((std::istreambuf_iterator<char>(log)), {});
-  INFO(text);
-  REQUIRE(*status == 0);
-}
-
 }  // namespace
 
-TEST_CASE("vm_snapshotter_fscache: a shared nydusd singleton serves rootfs overlays through kill -9 and hot upgrade",
+TEST_CASE("vm_snapshotter_fscache: a shared nydusd singleton serves rootfs overlays through kill -9, hot upgrade, "
+          "hot standby, a snapshotter restart and recover_policy restart",
           "[vm][fscache][snapshotter]") {
   require_vm_or_skip();
   const std::string driver = std::string(NYDUS_BIN_DIR) + "/snapshotter_fscache_vm_driver";
@@ -107,7 +102,8 @@ TEST_CASE("vm_snapshotter_fscache: a shared nydusd singleton serves rootfs overl
       {"nydusd", std::string(NYDUS_BIN_DIR) + "/nydusd"},
       {"nydusd_upgrade", upgraded.string()},
       // On the VM's ext4 disk: cachefiles refuses a cache dir on tmpfs, and
-      // the snapshotter's cache dir is <root>/cache/fscache.
+      // the snapshotter's cache dir is <root>/cache/fscache (each run's root
+      // is <root>/<run>).
       {"root", std::string(kGuestCacheDir) + "/snap"},
       {"blobs", (img / "blobs").string()},
       {"read_delay_ms", 150},
@@ -115,6 +111,10 @@ TEST_CASE("vm_snapshotter_fscache: a shared nydusd singleton serves rootfs overl
       {"images",
        {{{"name", "image-a"}, {"boot", (img / "a.boot").string()}, {"source", (img / "src-a").string()}},
         {{"name", "image-b"}, {"boot", (img / "b.boot").string()}, {"source", (img / "src-b").string()}}}}};
+  if (const char* runs = std::getenv("NYDUS_VM_SNAPSHOTTER_RUNS")) {
+    std::stringstream list(runs);
+    for (std::string run; std::getline(list, run, ',');) scenario["runs"].push_back(run);
+  }
   const fs::path scenario_path = dir / "scenario.json";
   std::ofstream(scenario_path) << scenario.dump(2);
 

@@ -6,16 +6,23 @@
 //   snapshotter_fscache_vm_driver SCENARIO.json
 //
 //   {"snapshotter": "<containerd-nydus-grpc>", "nydusd": "<nydusd>",
-//    "root": "/run/cache/snap",           on ext4 (the cachefiles dir is <root>/cache/fscache)
+//    "nydusd_upgrade": "<a copy of nydusd>",
+//    "root": "/run/cache/snap",           on ext4 (each run's cachefiles dir is <root>/<run>/cache/fscache)
 //    "blobs": "<dir of the images' blobs>",
 //    "read_delay_ms": N,                   NYDUS_TEST_FSCACHE_READ_DELAY_MS of the snapshotter (nydusd inherits it)
 //    "readers": 4,                         byte-verifying reader threads per rootfs
-//    "images": [{"name", "boot", "source"}, ...]}   at least two
+//    "images": [{"name", "boot", "source"}, ...],   at least two
+//    "runs": ["main", "standby", "readopt", "restart"]}   optional: which runs, in order (default all)
 //
-// Phases (each timed; every check prints "ok   ..." or "FAIL ..."):
+// Each run is a fresh snapshotter on a fresh root <root>/<run> (a fresh
+// cachefiles dir and cache: the first reads need READs again); the previous
+// run's snapshotter and nydusd were stopped by pid. Every run starts with
+// the phases start, pull and prepare and ends with remove and stop; each
+// phase and run is timed; every check prints "ok   ..." or "FAIL ...".
+//
 //   start     the snapshotter as our child, config: fs_driver = "fscache",
-//             recover_policy = "failover", [system] enabled, the nydusd config
-//             template with the localfs backend on `blobs`.
+//             the run's recover_policy (and hot_standby), [system] enabled,
+//             the nydusd config template with the localfs backend on `blobs`.
 //   pull      per image, as containerd's unpacker: Prepare of the data layer
 //             (nydus-blob label: committed at once, AlreadyExists), Prepare of
 //             the meta layer, image/image.boot written into its upper dir,
@@ -27,6 +34,14 @@
 //             RUNNING), a `nydusd singleton --fscache <root>/cache/fscache
 //             --id .. --supervisor ..`, one blob entry per image in its GET
 //             /api/v2/blobs.
+//   remove    overlays unmounted, the snapshots removed, Cleanup: the EROFS
+//             mounts are gone from /proc/self/mountinfo and the daemon's GET
+//             /api/v2/blobs lists nothing.
+//   stop      SIGTERM to the snapshotter (exit status 0); then every nydusd
+//             it started is killed by pid (only after /proc/<pid>/cmdline
+//             showed it is one of this root's).
+//
+// main (recover_policy failover):
 //   failover  readers of the first image's rootfs (a fresh cache: their
 //             first pass needs READs); once nydusd serves a READ, kill -9;
 //             the snapshotter's successor (`nydusd singleton --upgrade`, same
@@ -40,12 +55,35 @@
 //             ZERO errors (every byte of every file compared with the source
 //             tree, each file's page cache dropped after it was checked);
 //             the rootfs trees compared with their sources (attributes too).
-//   remove    overlays unmounted, the snapshots removed, Cleanup: the EROFS
-//             mounts are gone from /proc/self/mountinfo and the daemon's GET
-//             /api/v2/blobs lists nothing.
-//   stop      SIGTERM to the snapshotter; then every nydusd it started is
-//             killed by pid (only after /proc/<pid>/cmdline showed it is one
-//             of this root's).
+// standby (failover, hot_standby = true):
+//   standby   the standby shows up (<root>/socket/<daemon id>/standby.pid: a
+//             live `nydusd singleton --upgrade` in state INIT on that file's
+//             api socket); readers of the second image; kill -9 of nydusd
+//             with a READ in flight: the new serving pid is the standby's;
+//             then a new standby (another pid) shows up; the readers make one
+//             more full pass: ZERO errors.
+// readopt (failover):
+//   readopt   readers of the second image run; kill -9 of the SNAPSHOTTER
+//             (a READ in flight) and a restart on the same root and config:
+//             it re-adopts the live nydusd (same pid, RUNNING, the same
+//             bindings and EROFS mounts) and has it save its state and
+//             /dev/cachefiles fd again (nydusd's "saves" + 1); the readers
+//             make one more full pass: ZERO errors; then they stop (their
+//             data is cached: no more READs).
+//   failover  as in main, after the re-adoption: readers of the first image
+//             (READs); kill -9 of nydusd; a successor takes over; the readers
+//             make one more full pass: ZERO errors.
+// restart (recover_policy restart):
+//   restart   readers of the first image's rootfs; kill -9 of nydusd with a
+//             READ in flight: those readers fail by nature (the old mounts
+//             die with the old /dev/cachefiles fd; their errors are only
+//             counted) and are stopped; a fresh `nydusd singleton` (new pid,
+//             no --upgrade, same --id) serves, every instance mountpoint is
+//             an EROFS mount again with a NEW fsid, and the new daemon's GET
+//             /api/v2/blobs lists exactly those.
+//   new       per image, a NEW container (Prepare c2-<image>, mounted fresh):
+//             readers make a full pass, ZERO errors; the tree compared.
+//   remove    both generations of containers go, then the images.
 //
 // A failed switch leaves readers blocked in the kernel (a READ nobody
 // completes waits, killably): the driver then reports, kills what it started
@@ -116,8 +154,7 @@ constexpr std::chrono::milliseconds kPoll{20};
 // Where things go in the VM (tmpfs /run; the root is on the ext4 disk).
 const std::string kGrpcSocket = "/run/snap-grpc.sock";
 const std::string kSystemSocket = "/run/snap-system.sock";
-const std::string kWork = "/run/tmp/snap";
-const std::string kLogDir = "/run/tmp/snap/logs";
+const std::string kWork = "/run/tmp/snap";  // <kWork>/<run>/: the run's config and logs
 
 bool g_ok = true;
 
@@ -204,19 +241,35 @@ class Readers {
     for (auto& t : threads_) t.join();
     threads_.clear();
   }
+  // Stops and joins them; false (nothing joined) when one is still inside a
+  // read after `deadline`: blocked in the kernel, the caller must not join.
+  bool stop_within(std::chrono::seconds deadline) {
+    stop_ = true;
+    for (const auto end = Clock::now() + deadline; finished_.load() < threads_.size();) {
+      if (Clock::now() >= end) return false;
+      std::this_thread::sleep_for(kPoll);  // bounded by the deadline
+    }
+    stop_and_join();
+    return true;
+  }
 
   std::vector<uint64_t> passes() const {
     std::vector<uint64_t> out;
     for (const auto& s : stats_) out.push_back(s.passes.load());
     return out;
   }
+  // Whether every reader has completed `more` passes beyond `base`.
+  bool made_passes(const std::vector<uint64_t>& base, uint64_t more) const {
+    for (size_t i = 0; i < stats_.size(); ++i) {
+      if (stats_[i].passes.load() < base[i] + more) return false;
+    }
+    return true;
+  }
   // Waits until every reader has completed `more` passes beyond `base`.
   bool wait_passes(const std::vector<uint64_t>& base, uint64_t more, std::chrono::seconds deadline) {
     const auto end = Clock::now() + deadline;
     while (Clock::now() < end) {
-      bool done = true;
-      for (size_t i = 0; i < stats_.size(); ++i) done = done && stats_[i].passes.load() >= base[i] + more;
-      if (done) return true;
+      if (made_passes(base, more)) return true;
       if (errors() > 0) return false;
       std::this_thread::sleep_for(kPoll);  // bounded by the deadline
     }
@@ -281,6 +334,7 @@ class Readers {
       }
       next = (next + 1) % n;
     }
+    finished_.fetch_add(1);
   }
 
   void check_file(unsigned i, const ExpectedFile& f, std::vector<char>& buf) {
@@ -316,20 +370,41 @@ class Readers {
   std::vector<Stats> stats_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stop_{false};
+  std::atomic<size_t> finished_{0};  // threads that returned
   std::mutex mu_;
   std::vector<std::string> messages_;  // guarded by mu_
 };
 
 // ---------------------------------------------------------------------------
 
-struct Image {
-  std::string name, boot, source;
-  std::vector<ExpectedFile> files;
+// A container's rootfs: a snapshot over an image's meta layer, its overlay
+// mounted by the driver.
+struct Container {
+  std::string key;        // the snapshot key: c-<image>, c2-<image>
   std::string rootfs;     // where the driver mounts the overlay
   std::string erofs_mnt;  // the overlay's lowest lowerdir (the snapshotter's EROFS mount)
   bool mounted = false;
   std::unique_ptr<Readers> readers;
 };
+
+struct Image {
+  std::string name, boot, source;
+  std::vector<ExpectedFile> files;
+  std::vector<std::unique_ptr<Container>> containers;  // of the current run, in Prepare order
+  Container& first() { return *containers.front(); }
+};
+
+// A snapshotter run on the root <root>/<name>.
+struct RunSpec {
+  std::string name;
+  std::string recover_policy;
+  bool hot_standby = false;
+};
+
+const std::vector<RunSpec> kRuns = {{"main", "failover", false},
+                                    {"standby", "failover", true},
+                                    {"readopt", "failover", false},
+                                    {"restart", "restart", false}};
 
 class Driver {
  public:
@@ -337,7 +412,7 @@ class Driver {
       : snapshotter_bin_(s.value("snapshotter", "")),
         nydusd_bin_(s.value("nydusd", "")),
         nydusd_upgrade_bin_(s.value("nydusd_upgrade", "")),
-        root_(s.value("root", "")),
+        base_root_(s.value("root", "")),
         blobs_(s.value("blobs", "")),
         read_delay_ms_(s.value("read_delay_ms", 0)),
         readers_(s.value("readers", 4u)) {
@@ -346,30 +421,97 @@ class Driver {
       img->name = i.value("name", "");
       img->boot = i.value("boot", "");
       img->source = i.value("source", "");
-      img->rootfs = "/run/rootfs-" + img->name;
       images_.push_back(std::move(img));
+    }
+    for (const auto& r : s.value("runs", json::array())) run_names_.push_back(r.get<std::string>());
+    if (run_names_.empty()) {
+      for (const auto& r : kRuns) run_names_.push_back(r.name);
     }
   }
 
   int run() {
-    if (images_.size() < 2 || root_.empty() || snapshotter_bin_.empty() || nydusd_bin_.empty() ||
+    if (images_.size() < 2 || base_root_.empty() || snapshotter_bin_.empty() || nydusd_bin_.empty() ||
         nydusd_upgrade_bin_.empty()) {
       std::printf("FAIL scenario: needs snapshotter, nydusd, nydusd_upgrade, root and two images\n");
       return kExitUsage;
     }
+    std::vector<const RunSpec*> runs;
+    for (const auto& name : run_names_) {
+      auto it = std::find_if(kRuns.begin(), kRuns.end(), [&](const RunSpec& r) { return r.name == name; });
+      if (it == kRuns.end()) {
+        std::printf("FAIL scenario: unknown run \"%s\"\n", name.c_str());
+        return kExitUsage;
+      }
+      runs.push_back(&*it);
+    }
+    for (const auto& img : images_) {
+      img->files = load_expected(img->source);
+      if (img->files.empty()) {
+        std::printf("FAIL %s: no files in %s\n", img->name.c_str(), img->source.c_str());
+        return kExitSetup;
+      }
+    }
+    int rc = 0;
+    std::vector<std::string> timings;
+    for (const RunSpec* spec : runs) {
+      const auto t0 = Clock::now();
+      const int r = run_one(*spec);
+      timings.push_back(fmt::format("{} {:.2f}s{}", spec->name, secs(t0), r == 0 ? "" : " FAILED"));
+      std::printf("==== run %-8s %6.2fs %s\n", spec->name.c_str(), secs(t0), r == 0 ? "ok" : "FAILED");
+      if (rc == 0) rc = r;
+    }
+    std::printf("snapshotter fscache driver: %s (runs: %s)\n", rc == 0 ? "PASSED" : "FAILED",
+                fmt::format("{}", fmt::join(timings, ", ")).c_str());
+    std::fflush(stdout);
+    return rc;
+  }
+
+ private:
+  // One snapshotter run, from a fresh root to the stop of what it started.
+  int run_one(const RunSpec& spec) {
+    begin(spec);
+    std::printf("==== run %s: root %s, recover_policy %s%s\n", spec.name.c_str(), root_.c_str(),
+                spec.recover_policy.c_str(), spec.hot_standby ? ", hot_standby" : "");
+    std::fflush(stdout);
     if (!phase("start", [&] { return start(); })) return finish(kExitSetup);
     if (!phase("pull", [&] { return pull_all(); })) return finish(kExitCheckFailed);
     if (!phase("prepare", [&] { return prepare_all(); })) return finish(kExitCheckFailed);
     // From here on a failed check does not stop the run (a failed switch
     // does, see fatal()): the later phases still say what they see.
-    bool ok = phase("failover", [&] { return failover(); });
-    ok = phase("upgrade", [&] { return upgrade(); }) && ok;
-    ok = phase("verify", [&] { return verify(); }) && ok;
+    bool ok = true;
+    if (spec.name == "main") {
+      ok = phase("failover", [&] { return failover("the failover"); }) && ok;
+      ok = phase("upgrade", [&] { return upgrade(); }) && ok;
+      ok = phase("verify", [&] { return verify(); }) && ok;
+    } else if (spec.name == "standby") {
+      ok = phase("standby", [&] { return standby(); }) && ok;
+    } else if (spec.name == "readopt") {
+      ok = phase("readopt", [&] { return readopt(); }) && ok;
+      ok = phase("failover", [&] { return failover("the failover after the re-adoption"); }) && ok;
+    } else if (spec.name == "restart") {
+      ok = phase("restart", [&] { return restart(); }) && ok;
+      ok = phase("new", [&] { return new_containers(); }) && ok;
+    }
     ok = phase("remove", [&] { return remove_all(); }) && ok;
     return finish(ok ? 0 : kExitCheckFailed);
   }
 
- private:
+  void begin(const RunSpec& spec) {
+    run_ = spec;
+    root_ = base_root_ + "/" + spec.name;
+    work_ = kWork + "/" + spec.name;
+    log_dir_ = work_ + "/logs";
+    snapshotter_.reset();
+    client_.reset();
+    nydusd_pids_.clear();
+    first_id_.clear();
+    first_supervisor_.clear();
+    snapshotter_status_ = -1000;
+    fates_ = "none";
+    for (auto& img : images_) img->containers.clear();
+    g_ok = true;
+  }
+
   template <typename F>
   bool phase(const char* name, F&& body) {
     const auto t0 = Clock::now();
@@ -384,42 +526,38 @@ class Driver {
 
   // ---- the snapshotter ----------------------------------------------------
 
+  // Starts the snapshotter on the run's root (again, after a kill -9: same
+  // root and config) and waits until it serves both sockets.
   bool start() {
     std::error_code ec;
-    fs::create_directories(kLogDir, ec);
+    fs::create_directories(log_dir_, ec);
     fs::create_directories(root_, ec);
-    for (const auto& img : images_) {
-      img->files = load_expected(img->source);
-      if (img->files.empty()) {
-        result(false, fmt::format("{}: no files in {}", img->name, img->source));
-        return false;
-      }
-    }
     // The v1 fusedev template the integration tests use; the snapshotter
     // turns it into each instance's fscache BlobCacheEntry.
-    const std::string tmpl = kWork + "/nydusd-config.json";
+    const std::string tmpl = work_ + "/nydusd-config.json";
     std::ofstream(tmpl) << json{{"device",
                                  {{"backend", {{"type", "localfs"}, {"config", {{"dir", blobs_}}}}},
                                   {"cache", {{"type", "blobcache"}, {"config", {{"work_dir", "/replaced"}}}}}}},
                                 {"mode", "direct"},
                                 {"digest_validate", true}}
                                 .dump(2);
-    config_ = kWork + "/config.toml";
+    config_ = work_ + "/config.toml";
     std::ofstream(config_) << "version = 1\n"
                            << "root = \"" << root_ << "\"\n"
                            << "address = \"" << kGrpcSocket << "\"\n"
                            << "[daemon]\n"
                            << "fs_driver = \"fscache\"\n"
-                           << "recover_policy = \"failover\"\n"
+                           << "recover_policy = \"" << run_.recover_policy << "\"\n"
+                           << "hot_standby = " << (run_.hot_standby ? "true" : "false") << "\n"
                            << "nydusd_path = \"" << nydusd_bin_ << "\"\n"
                            << "nydusd_config = \"" << tmpl << "\"\n"
                            << "threads_number = 4\n"
                            << "[system]\nenable = true\naddress = \"" << kSystemSocket << "\"\n"
-                           << "[log]\nlevel = \"info\"\ndir = \"" << kLogDir << "\"\n";
+                           << "[log]\nlevel = \"info\"\ndir = \"" << log_dir_ << "\"\n";
     SpawnOptions so;
     so.argv = {snapshotter_bin_, "--config", config_};
-    so.stdout_redirect = Redirect::append_to(kLogDir + "/snapshotter.stdout.log");
-    so.stderr_redirect = Redirect::append_to(kLogDir + "/snapshotter.stdout.log");
+    so.stdout_redirect = Redirect::append_to(log_dir_ + "/snapshotter.stdout.log");
+    so.stderr_redirect = Redirect::append_to(log_dir_ + "/snapshotter.stdout.log");
     so.parent_death_signal = SIGKILL;
     if (read_delay_ms_ > 0) so.env = {{"NYDUS_TEST_FSCACHE_READ_DELAY_MS", std::to_string(read_delay_ms_)}};
     auto p = Process::spawn(so);
@@ -438,9 +576,10 @@ class Driver {
       }
       std::this_thread::sleep_for(kPoll);  // bounded by the deadline
     }
-    result(up, fmt::format("containerd-nydus-grpc {} serves {} and {} ({:.2f}s; fs_driver fscache, failover, "
+    result(up, fmt::format("containerd-nydus-grpc {} serves {} and {} ({:.2f}s; fs_driver fscache, {}{}, "
                            "read delay {} ms)",
-                           snapshotter_->pid(), kGrpcSocket, kSystemSocket, secs(t0), read_delay_ms_));
+                           snapshotter_->pid(), kGrpcSocket, kSystemSocket, secs(t0), run_.recover_policy,
+                           run_.hot_standby ? ", hot standby" : "", read_delay_ms_));
     if (!up) return false;
     client_ = std::make_unique<GrpcClient>(kGrpcSocket);
     return true;
@@ -496,11 +635,29 @@ class Driver {
     return std::nullopt;
   }
 
-  bool prepare(Image& img) {
+  // The fsid= of the EROFS mount at `path`; "" when there is none.
+  std::string erofs_fsid(const std::string& path) {
+    auto info = mount_at(path);
+    if (!info || info->fs_type != "erofs") return "";
+    static const std::regex fsid("(^|,)fsid=([^,]+)");
+    std::smatch m;
+    for (const std::string* options : {&info->super_options, &info->mount_options}) {
+      if (std::regex_search(*options, m, fsid)) return m[2].str();
+    }
+    return "";
+  }
+
+  // Prepare of a container snapshot `key` over the image's meta layer; the
+  // overlay it returns is mounted at `rootfs`.
+  bool prepare(Image& img, const std::string& key, const std::string& rootfs) {
+    img.containers.push_back(std::make_unique<Container>());
+    Container& c = *img.containers.back();
+    c.key = key;
+    c.rootfs = rootfs;
     const auto t0 = Clock::now();
-    auto mounts = client_->prepare("c-" + img.name, img.name);
+    auto mounts = client_->prepare(key, img.name);
     if (!mounts.ok()) {
-      result(false, fmt::format("{}: Prepare of the rootfs: {}", img.name, mounts.error().message()));
+      result(false, fmt::format("{}: Prepare of the rootfs {}: {}", img.name, key, mounts.error().message()));
       return false;
     }
     const double prepare_s = secs(t0);
@@ -515,25 +672,23 @@ class Driver {
       if (o.rfind("lowerdir=", 0) == 0) lower = o.substr(9);
     }
     // The lowest layer (last in lowerdir) is the image's EROFS mount.
-    img.erofs_mnt = lower.substr(lower.rfind(':') == std::string::npos ? 0 : lower.rfind(':') + 1);
+    c.erofs_mnt = lower.substr(lower.rfind(':') == std::string::npos ? 0 : lower.rfind(':') + 1);
     const std::regex shape(std::regex_replace(root_, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)") +
                            R"(/snapshots/[^/]+/mnt)");
-    auto info = mount_at(img.erofs_mnt);
-    const bool erofs = info && info->fs_type == "erofs" &&
-                       (info->super_options.find("fsid=") != std::string::npos ||
-                        info->mount_options.find("fsid=") != std::string::npos);
-    result(std::regex_match(img.erofs_mnt, shape) && erofs,
-           fmt::format("{}: Prepare c-{} ({:.2f}s): overlay over {} ({} {})", img.name, img.name, prepare_s,
-                       img.erofs_mnt, info ? info->fs_type : "not mounted", info ? info->super_options : ""));
+    auto info = mount_at(c.erofs_mnt);
+    const bool erofs = !erofs_fsid(c.erofs_mnt).empty();
+    result(std::regex_match(c.erofs_mnt, shape) && erofs,
+           fmt::format("{}: Prepare {} ({:.2f}s): overlay over {} ({} {})", img.name, key, prepare_s, c.erofs_mnt,
+                       info ? info->fs_type : "not mounted", info ? info->super_options : ""));
     if (!erofs) return false;
     std::error_code ec;
-    fs::create_directories(img.rootfs, ec);
+    fs::create_directories(c.rootfs, ec);
     const std::string data = fmt::format("{}", fmt::join(m.options, ","));
-    if (::mount(m.source.c_str(), img.rootfs.c_str(), m.type.c_str(), 0, data.c_str()) != 0) {
-      result(false, fmt::format("{}: mount overlay {} at {}: {}", img.name, data, img.rootfs, std::strerror(errno)));
+    if (::mount(m.source.c_str(), c.rootfs.c_str(), m.type.c_str(), 0, data.c_str()) != 0) {
+      result(false, fmt::format("{}: mount overlay {} at {}: {}", img.name, data, c.rootfs, std::strerror(errno)));
       return false;
     }
-    img.mounted = true;
+    c.mounted = true;
     return true;
   }
 
@@ -574,6 +729,22 @@ class Driver {
     return m;
   }
 
+  // The ids of the daemon's bindings (GET /api/v2/blobs).
+  Result<std::set<std::string>> blob_ids() {
+    NYDUS_ASSIGN_OR_RETURN(json j, daemon_api("GET", "/api/v2/blobs"));
+    if (!j["blobs"].is_array()) return make_error(ErrorKind::kCorrupt, "GET /api/v2/blobs: {}", j.dump());
+    std::set<std::string> ids;
+    for (const auto& b : j["blobs"]) ids.insert(b.value("id", ""));
+    return ids;
+  }
+
+  // The fsid of each image's EROFS mount, in image order.
+  std::vector<std::string> image_fsids() {
+    std::vector<std::string> out;
+    for (auto& img : images_) out.push_back(erofs_fsid(img->first().erofs_mnt));
+    return out;
+  }
+
   // Waits until the daemon serves a READ (the read-delay hook makes each
   // one last); on timeout, says what the daemon and the readers did.
   bool wait_read_in_flight(const Readers& readers) {
@@ -600,7 +771,7 @@ class Driver {
 
   bool prepare_all() {
     for (auto& img : images_) {
-      if (!prepare(*img)) return false;
+      if (!prepare(*img, "c-" + img->name, "/run/rootfs-" + img->name)) return false;
     }
     auto d = the_daemon();
     if (!d.ok()) {
@@ -618,36 +789,71 @@ class Driver {
     result(has_arg(cmd, "singleton") && flag_value(cmd, "--fscache") == fscache_dir && !first_id_.empty() &&
                !first_supervisor_.empty() && !has_arg(cmd, "--upgrade"),
            fmt::format("nydusd {}: {}", pid, fmt::join(cmd, " ")));
-    auto blobs = daemon_api("GET", "/api/v2/blobs");
-    const size_t n = blobs.ok() && (*blobs)["blobs"].is_array() ? (*blobs)["blobs"].size() : 0;
-    result(n == images_.size(), fmt::format("nydusd GET /api/v2/blobs: {} entries (one per image){}", n,
-                                            blobs.ok() ? "" : ": " + blobs.error().message()));
+    auto ids = blob_ids();
+    const auto fsids = image_fsids();
+    result(ids.ok() && *ids == std::set<std::string>(fsids.begin(), fsids.end()),
+           fmt::format("nydusd GET /api/v2/blobs: [{}], the EROFS mounts' fsids [{}] (one per image){}",
+                       ids.ok() ? fmt::format("{}", fmt::join(*ids, ",")) : "", fmt::join(fsids, ","),
+                       ids.ok() ? "" : ": " + ids.error().message()));
     return g_ok;
   }
 
-  // ---- the switches -----------------------------------------------------------
+  // ---- readers and switches -----------------------------------------------------
 
-  bool failover() {
-    Image& a = *images_[0];
-    a.readers = std::make_unique<Readers>(a.name, a.rootfs, a.files, readers_);
-    a.readers->start();
+  Readers& start_readers(Image& img, Container& c) {
+    c.readers = std::make_unique<Readers>(c.key, c.rootfs, img.files, readers_);
+    c.readers->start();
+    return *c.readers;
+  }
+
+  // Stops a container's readers and reports them: zero errors, unless
+  // `dead_mount` (readers of a mount that died by nature, whose errors are
+  // only counted). Readers blocked in the kernel are fatal.
+  void stop_readers(Container& c, bool dead_mount = false) {
+    if (!c.readers) return;
+    if (!c.readers->stop_within(kExitDeadline)) fatal(fmt::format("{} readers do not return", c.key));
+    if (dead_mount) {
+      note(fmt::format("readers of the dead mount (their errors are expected): {}", c.readers->summary()));
+    } else {
+      result(c.readers->errors() == 0, fmt::format("readers {}", c.readers->summary()));
+    }
+    const auto messages = c.readers->error_messages();
+    for (size_t i = 0; i < messages.size() && (!dead_mount || i < 3); ++i) note(messages[i]);
+    c.readers.reset();
+  }
+
+  struct Killed {
+    int old_pid = 0;
+    json now;  // the daemon's view once it serves again
+  };
+
+  // kill -9 of the serving nydusd once `readers` have a READ in flight; then
+  // the snapshotter's recovery must show up in GET /api/v1/daemons: a new
+  // pid, RUNNING, recovery_count + 1. No recovery is fatal (readers may be
+  // blocked for good).
+  Killed kill_nydusd(const Readers& readers, const std::string& successor) {
     auto before = the_daemon();
-    if (!before.ok()) return result(false, before.error().message()), false;
-    const int old_pid = before->value("pid", 0);
+    if (!before.ok()) {
+      result(false, before.error().message());
+      fatal("kill -9 of nydusd");
+    }
+    Killed k;
+    k.old_pid = before->value("pid", 0);
     const uint64_t count_before = before->value("recovery_count", uint64_t(0));
-    const bool in_flight = wait_read_in_flight(*a.readers);
-    if (!owned(old_pid)) return result(false, fmt::format("nydusd {} is not this test's", old_pid)), false;
+    const bool in_flight = wait_read_in_flight(readers);
+    if (!owned(k.old_pid)) {
+      result(false, fmt::format("nydusd {} is not this test's", k.old_pid));
+      fatal("kill -9 of nydusd");
+    }
     const auto t0 = Clock::now();
-    ::kill(old_pid, SIGKILL);
-    // The successor shows up in the snapshotter's view.
-    json now;
+    ::kill(k.old_pid, SIGKILL);
     bool switched = false;
     while (Clock::now() - t0 < kSwitchDeadline) {
       auto d = the_daemon();
       if (d.ok()) {
-        now = *d;
-        if (now.value("pid", 0) > 0 && now.value("pid", 0) != old_pid && now.value("state", "") == "RUNNING" &&
-            now.value("recovery_count", uint64_t(0)) > count_before) {
+        k.now = *d;
+        if (k.now.value("pid", 0) > 0 && k.now.value("pid", 0) != k.old_pid && k.now.value("state", "") == "RUNNING" &&
+            k.now.value("recovery_count", uint64_t(0)) > count_before) {
           switched = true;
           break;
         }
@@ -655,48 +861,71 @@ class Driver {
       std::this_thread::sleep_for(kPoll);  // bounded by the deadline
     }
     const double switch_s = secs(t0);
-    remember(now);
+    remember(k.now);
     result(in_flight && switched,
            fmt::format("kill -9 of nydusd {} with a READ in flight{}: {} {:.2f}s later: pid {} {}, "
                        "recovery_count {} -> {}, last_failover_ms {}",
-                       old_pid, in_flight ? "" : " (NO READ WAS IN FLIGHT)",
-                       switched ? "the successor serves" : "NO SUCCESSOR", switch_s, now.value("pid", 0),
-                       now.value("state", "?"), count_before, now.value("recovery_count", uint64_t(0)),
-                       now["last_failover_ms"].dump()));
-    if (!switched) return fatal("failover");
-    const int pid = now.value("pid", 0);
+                       k.old_pid, in_flight ? "" : " (NO READ WAS IN FLIGHT)",
+                       switched ? successor + " serves" : "NOTHING SERVES", switch_s, k.now.value("pid", 0),
+                       k.now.value("state", "?"), count_before, k.now.value("recovery_count", uint64_t(0)),
+                       k.now["last_failover_ms"].dump()));
+    if (!switched) fatal("recovery after kill -9");
+    return k;
+  }
+
+  // The serving nydusd after a recovery: the same --id and --supervisor,
+  // --upgrade when it took the state over (not after a restart), the killed
+  // one gone.
+  void check_successor(const Killed& k, bool took_over) {
+    const int pid = k.now.value("pid", 0);
     const auto cmd = proc_cmdline(pid);
-    result(has_arg(cmd, "singleton") && has_arg(cmd, "--upgrade") && flag_value(cmd, "--id") == first_id_ &&
-               flag_value(cmd, "--supervisor") == first_supervisor_ && !alive(old_pid),
-           fmt::format("successor {}: {}", pid, fmt::join(cmd, " ")));
-    // The readers go on: one more full pass each after the switch.
-    const auto base = a.readers->passes();
-    const auto t1 = Clock::now();
-    const bool passes = a.readers->wait_passes(base, 1, kPassDeadline);
-    // The READs the dead daemon held were delivered again (`restore`) and
-    // served by the successor, with the rest of the first pass.
+    result(has_arg(cmd, "singleton") && has_arg(cmd, "--upgrade") == took_over &&
+               flag_value(cmd, "--id") == first_id_ && flag_value(cmd, "--supervisor") == first_supervisor_ &&
+               !alive(k.old_pid),
+           fmt::format("{} {}: {}", took_over ? "successor" : "restarted nydusd", pid, fmt::join(cmd, " ")));
+  }
+
+  // After a failover: the readers go on for one more full pass each, with
+  // zero errors; the READs the dead daemon held were delivered again
+  // (`restore`) and served by the successor, with the rest of the pass.
+  bool readers_go_on(Readers& readers, const std::string& after) {
+    const auto base = readers.passes();
+    const auto t0 = Clock::now();
+    const bool passes = readers.wait_passes(base, 1, kPassDeadline);
     auto m = fscache_metrics();
     result(m.ok() && (*m).value("reads", uint64_t(0)) > 0 && (*m).value("read_errors", uint64_t(1)) == 0 &&
                (*m).value("read_unknown_object", uint64_t(1)) == 0,
            fmt::format("the successor served READs: {}", m.ok() ? m->dump() : m.error().message()));
-    result(passes && a.readers->errors() == 0,
-           fmt::format("{} readers went on after the failover ({:.2f}s to a full pass each): {}", a.name, secs(t1),
-                       a.readers->summary()));
-    for (const auto& e : a.readers->error_messages()) note(e);
-    if (!passes) return fatal("failover readers");
+    result(passes && readers.errors() == 0,
+           fmt::format("{} readers went on after {} ({:.2f}s to a full pass each): {}", readers.name(), after,
+                       secs(t0), readers.summary()));
+    for (const auto& e : readers.error_messages()) note(e);
+    if (!passes) fatal(after + ": readers");
     return true;
+  }
+
+  // ---- main ---------------------------------------------------------------------
+
+  // Readers of the first image (READs: its data was never read); kill -9 of
+  // nydusd; they go on through the failover. (They keep reading: verify or
+  // remove stops them.)
+  bool failover(const std::string& what) {
+    Image& a = *images_[0];
+    Readers& readers = start_readers(a, a.first());
+    const Killed k = kill_nydusd(readers, "the successor");
+    check_successor(k, true);
+    return readers_go_on(readers, what);
   }
 
   bool upgrade() {
     Image& b = *images_[1];
-    b.readers = std::make_unique<Readers>(b.name, b.rootfs, b.files, readers_);
-    b.readers->start();
+    Readers& readers = start_readers(b, b.first());
     auto before = the_daemon();
     if (!before.ok()) return result(false, before.error().message()), false;
     const int old_pid = before->value("pid", 0);
     // A copy of nydusd (made on the host): the upgrade must run the new binary.
     const std::string copy = nydusd_upgrade_bin_;
-    const bool in_flight = wait_read_in_flight(*b.readers);
+    const bool in_flight = wait_read_in_flight(readers);
     const auto t0 = Clock::now();
     HttpClient c(kSystemSocket);
     auto r = c.request("PUT", "/api/v1/nydusd/upgrade", json{{"nydusd_path", copy}}.dump(), kUpgradeTimeout);
@@ -732,32 +961,212 @@ class Driver {
     const auto t0 = Clock::now();
     bool passes = true;
     for (auto& img : images_) {
-      if (!img->readers) continue;
-      passes = img->readers->wait_passes(img->readers->passes(), 2, kPassDeadline) && passes;
+      Readers* r = img->first().readers.get();
+      if (r) passes = r->wait_passes(r->passes(), 2, kPassDeadline) && passes;
     }
     const double wait_s = secs(t0);
     if (!passes) return fatal("verify readers");
-    for (auto& img : images_) {
-      if (!img->readers) continue;
-      img->readers->stop_and_join();
-      result(img->readers->errors() == 0, fmt::format("readers {}", img->readers->summary()));
-      for (const auto& e : img->readers->error_messages()) note(e);
-    }
+    for (auto& img : images_) stop_readers(img->first());
     note(fmt::format("two more passes per reader after the upgrade took {:.2f}s", wait_s));
     auto m = fscache_metrics();
     result(m.ok() && (*m).value("read_errors", uint64_t(1)) == 0 && (*m).value("read_unknown_object", uint64_t(1)) == 0,
            fmt::format("the upgraded nydusd's counters: {}", m.ok() ? m->dump() : m.error().message()));
-    // The whole tree, attributes included, through the overlay.
+    for (auto& img : images_) compare_tree(*img, img->first());
+    return g_ok;
+  }
+
+  // The whole tree, attributes included, through the container's overlay.
+  void compare_tree(const Image& img, const Container& c) {
+    testing::TreeCompareOptions o;
+    o.nlink_dirs = false;  // the overlay's root is its upper dir
+    o.root_times = false;
+    o.readers = 2;
+    const auto t0 = Clock::now();
+    auto r = testing::diff_trees(img.source, c.rootfs, o);
+    result(r.equal(), fmt::format("{}: {} compared with {}: {} entries, {} files, {} bytes ({:.2f}s)", img.name,
+                                  c.rootfs, img.source, r.entries, r.files, r.bytes, secs(t0)));
+    for (const auto& diff : r.diffs) note(diff);
+  }
+
+  // ---- standby ------------------------------------------------------------------
+
+  // Waits until <root>/socket/<id>/standby.pid names a live standby other
+  // than `other`: a `nydusd singleton --upgrade` with the daemon's --id and
+  // --supervisor on the api socket the file names, answering there in
+  // state INIT. Its pid; 0 (and a failed check) on timeout.
+  pid_t wait_standby(const std::string& id, pid_t other) {
+    const std::string file = fmt::format("{}/socket/{}/standby.pid", root_, id);
+    const auto t0 = Clock::now();
+    std::string last = "no " + file;
+    while (Clock::now() - t0 < kStartDeadline) {
+      std::istringstream in(read_text(file));
+      pid_t pid = 0;
+      std::string api;
+      if (in >> pid >> api && pid > 0 && pid != other && alive(pid)) {
+        const auto cmd = proc_cmdline(pid);
+        HttpClient c(api);
+        auto r = c.request("GET", "/api/v1/daemon", {}, kApiTimeout);
+        auto j = r.ok() ? json::parse(r->body, nullptr, false) : json();
+        const std::string state = j.is_object() ? j.value("state", "") : "";
+        last = fmt::format("pid {} on {} in state '{}': {}", pid, api, state, fmt::join(cmd, " "));
+        if (has_arg(cmd, "singleton") && has_arg(cmd, "--upgrade") && flag_value(cmd, "--apisock") == api &&
+            flag_value(cmd, "--id") == id && flag_value(cmd, "--supervisor") == first_supervisor_ &&
+            state == "INIT") {
+          nydusd_pids_.insert(pid);
+          result(true, fmt::format("{} standby ({:.2f}s): {}", other ? "a new" : "the", secs(t0), last));
+          return pid;
+        }
+      }
+      std::this_thread::sleep_for(kPoll);  // bounded by the deadline
+    }
+    result(false, fmt::format("no {}standby within {}s; last seen: {}", other ? "new " : "", kStartDeadline.count(),
+                              last));
+    return 0;
+  }
+
+  bool standby() {
+    auto d = the_daemon();
+    if (!d.ok()) return result(false, d.error().message()), false;
+    const std::string id = d->value("id", "");
+    const pid_t first = wait_standby(id, 0);
+    if (first == 0) return false;
+    Image& b = *images_[1];  // the smaller one: a shorter first pass
+    Readers& readers = start_readers(b, b.first());
+    const Killed k = kill_nydusd(readers, "the standby");
+    const int pid = k.now.value("pid", 0);
+    result(pid == first, fmt::format("the serving pid {} is the standby's ({}); last_failover_ms {}", pid, first,
+                                     k.now["last_failover_ms"].dump()));
+    check_successor(k, true);
+    const pid_t second = wait_standby(id, first);
+    result(second != 0 && second != pid, fmt::format("the new standby {} is another process than the serving {}",
+                                                     second, pid));
+    readers_go_on(readers, "the failover to the standby");
+    stop_readers(b.first());
+    return g_ok;
+  }
+
+  // ---- readopt ------------------------------------------------------------------
+
+  bool readopt() {
+    Image& b = *images_[1];
+    Readers& readers = start_readers(b, b.first());
+    auto before = the_daemon();
+    auto ids_before = blob_ids();
+    auto info_before = daemon_api("GET", "/api/v1/daemon");
+    if (!before.ok() || !ids_before.ok() || !info_before.ok()) {
+      result(false, !before.ok()        ? before.error().message()
+                    : !ids_before.ok() ? ids_before.error().message()
+                                       : info_before.error().message());
+      return false;
+    }
+    const int pid = before->value("pid", 0);
+    const uint64_t saves_before = info_before->value("saves", uint64_t(0));
+    const auto fsids = image_fsids();
+    const bool in_flight = wait_read_in_flight(readers);
+    const pid_t old = snapshotter_->pid();
+    const auto t0 = Clock::now();
+    (void)snapshotter_->kill(SIGKILL);
+    auto status = snapshotter_->wait(kExitDeadline);
+    client_.reset();
+    snapshotter_.reset();
+    result(status.ok() && *status == -SIGKILL,
+           fmt::format("kill -9 of containerd-nydus-grpc {}{}: status {}", old,
+                       in_flight ? " with a READ in flight" : " (no READ was in flight)",
+                       status.ok() ? std::to_string(*status) : status.error().message()));
+    if (!start()) return false;
+    const double restart_s = secs(t0);
+    auto d = the_daemon();
+    result(d.ok() && d->value("pid", 0) == pid && d->value("state", "") == "RUNNING" && alive(pid),
+           fmt::format("the new snapshotter re-adopted nydusd {} ({:.2f}s after the kill): {}", pid, restart_s,
+                       d.ok() ? d->dump() : d.error().message()));
+    // Re-adopted, nydusd was asked for a fresh save: the new supervisor
+    // holds its state and /dev/cachefiles fd (what a failover takes over).
+    auto info = daemon_api("GET", "/api/v1/daemon");
+    const uint64_t saves = info.ok() ? info->value("saves", uint64_t(0)) : 0;
+    result(saves > saves_before, fmt::format("nydusd {} saved its state and /dev/cachefiles fd to the new "
+                                             "snapshotter: saves {} -> {}{}",
+                                             pid, saves_before, saves, info.ok() ? "" : ": " + info.error().message()));
+    auto ids = blob_ids();
+    result(ids.ok() && *ids == *ids_before && image_fsids() == fsids,
+           fmt::format("the same bindings [{}] and EROFS mounts (fsids [{}]){}",
+                       ids.ok() ? fmt::format("{}", fmt::join(*ids, ",")) : "", fmt::join(image_fsids(), ","),
+                       ids.ok() ? "" : ": " + ids.error().message()));
+    const auto base = readers.passes();
+    const bool passes = readers.wait_passes(base, 1, kPassDeadline);
+    result(passes && readers.errors() == 0,
+           fmt::format("{} readers went on through the snapshotter's kill and restart: {}", readers.name(),
+                       readers.summary()));
+    // Their data is cached now (no more READs): they would only take the
+    // CPU from the next phase's.
+    stop_readers(b.first());
+    return g_ok;
+  }
+
+  // ---- restart ------------------------------------------------------------------
+
+  bool restart() {
+    const auto old_fsids = image_fsids();
+    Image& a = *images_[0];
+    Readers& readers = start_readers(a, a.first());
+    const Killed k = kill_nydusd(readers, "a restarted nydusd");
+    check_successor(k, false);
+    // The snapshotter mounts every instance again, under a new fsid.
+    const auto t0 = Clock::now();
+    std::vector<std::string> fsids;
+    auto remounted = [&] {
+      fsids = image_fsids();
+      for (size_t i = 0; i < fsids.size(); ++i) {
+        if (fsids[i].empty() || fsids[i] == old_fsids[i]) return false;
+      }
+      return true;
+    };
+    while (!remounted() && Clock::now() - t0 < kSwitchDeadline) {
+      std::this_thread::sleep_for(kPoll);  // bounded by the deadline
+    }
+    for (size_t i = 0; i < images_.size(); ++i) {
+      result(!fsids[i].empty() && fsids[i] != old_fsids[i],
+             fmt::format("{}: {} is an EROFS mount again, fsid {} (was {})", images_[i]->name,
+                         images_[i]->first().erofs_mnt, fsids[i].empty() ? "NONE" : fsids[i], old_fsids[i]));
+    }
+    // Readers of the old overlay fail by nature: stopped, not counted.
+    stop_readers(a.first(), true);
+    auto ids = blob_ids();
+    result(ids.ok() && *ids == std::set<std::string>(fsids.begin(), fsids.end()),
+           fmt::format("the restarted nydusd {} GET /api/v2/blobs: [{}]{}", k.now.value("pid", 0),
+                       ids.ok() ? fmt::format("{}", fmt::join(*ids, ",")) : "",
+                       ids.ok() ? "" : ": " + ids.error().message()));
+    return g_ok;
+  }
+
+  // New containers over the same meta layers, mounted fresh, read every
+  // byte through the restarted daemon.
+  bool new_containers() {
     for (auto& img : images_) {
-      testing::TreeCompareOptions o;
-      o.nlink_dirs = false;   // the overlay's root is its upper dir
-      o.root_times = false;
-      o.readers = 2;
-      const auto t1 = Clock::now();
-      auto r = testing::diff_trees(img->source, img->rootfs, o);
-      result(r.equal(), fmt::format("{}: {} compared with {}: {} entries, {} files, {} bytes ({:.2f}s)", img->name,
-                                    img->rootfs, img->source, r.entries, r.files, r.bytes, secs(t1)));
-      for (const auto& diff : r.diffs) note(diff);
+      if (!prepare(*img, "c2-" + img->name, "/run/rootfs2-" + img->name)) return false;
+      Container& c = *img->containers.back();
+      result(c.erofs_mnt == img->first().erofs_mnt, fmt::format("{}: {} sits on the instance mountpoint {}", img->name,
+                                                                c.key, img->first().erofs_mnt));
+      start_readers(*img, c);
+    }
+    // Each container's readers stop after their first full pass (then
+    // cached, they would only take the CPU from the others').
+    std::vector<Image*> reading;
+    for (auto& img : images_) reading.push_back(img.get());
+    const auto t0 = Clock::now();
+    while (!reading.empty()) {
+      for (auto it = reading.begin(); it != reading.end();) {
+        Container& c = *(*it)->containers.back();
+        const std::vector<uint64_t> fresh(readers_, 0);
+        if (c.readers->errors() == 0 && !c.readers->made_passes(fresh, 1)) {
+          ++it;
+          continue;
+        }
+        stop_readers(c);
+        compare_tree(**it, c);
+        it = reading.erase(it);
+      }
+      if (!reading.empty() && Clock::now() - t0 > kPassDeadline) fatal("new containers' readers");
+      std::this_thread::sleep_for(kPoll);  // bounded by the deadline
     }
     return g_ok;
   }
@@ -765,20 +1174,28 @@ class Driver {
   // ---- teardown ---------------------------------------------------------------
 
   bool remove_all() {
+    for (auto& img : images_) {
+      for (auto& c : img->containers) stop_readers(*c);
+    }
+    if (!client_) return result(false, "remove: no snapshotter to talk to"), false;
     auto d = the_daemon();
     const std::string api_socket = d.ok() ? d->value("api_socket", "") : "";
     const int pid = d.ok() ? d->value("pid", 0) : 0;
     for (auto& img : images_) {
-      if (img->mounted) {
-        Status st = unmount(img->rootfs);
-        img->mounted = !st.ok();
-        result(st.ok(), fmt::format("{}: umount {}{}", img->name, img->rootfs,
-                                    st.ok() ? "" : ": " + st.error().message()));
+      for (auto& c : img->containers) {
+        if (!c->mounted) continue;
+        Status st = unmount(c->rootfs);
+        c->mounted = !st.ok();
+        result(st.ok(), fmt::format("{}: umount {}{}", c->key, c->rootfs, st.ok() ? "" : ": " + st.error().message()));
       }
     }
     const auto t0 = Clock::now();
     for (auto& img : images_) {
-      for (const std::string& key : {"c-" + img->name, img->name, img->name + "-data"}) {
+      std::vector<std::string> keys;
+      for (const auto& c : img->containers) keys.push_back(c->key);
+      keys.push_back(img->name);
+      keys.push_back(img->name + "-data");
+      for (const std::string& key : keys) {
         Status st = client_->remove(key);
         result(st.ok(), fmt::format("Remove {}{}", key, st.ok() ? "" : ": " + st.error().message()));
       }
@@ -787,8 +1204,10 @@ class Driver {
     result(st.ok(), fmt::format("Cleanup ({:.2f}s for the removals){}", secs(t0),
                                 st.ok() ? "" : ": " + st.error().message()));
     for (auto& img : images_) {
-      auto info = mount_at(img->erofs_mnt);
-      result(!info, fmt::format("{}: EROFS mount {} {}", img->name, img->erofs_mnt,
+      if (img->containers.empty()) continue;
+      const std::string& mnt = img->first().erofs_mnt;
+      auto info = mount_at(mnt);
+      result(!info, fmt::format("{}: EROFS mount {} {}", img->name, mnt,
                                 info ? "still mounted: " + info->fs_type + " " + info->super_options : "is gone"));
     }
     auto infos = read_mountinfo();
@@ -820,18 +1239,18 @@ class Driver {
     return g_ok;
   }
 
-  // Only a nydusd of this root is ever signalled.
+  // Only a nydusd of this run's root is ever signalled.
   bool owned(pid_t pid) {
     if (pid <= 0) return false;
     for (const auto& a : proc_cmdline(pid)) {
-      if (a.rfind(root_, 0) == 0) return true;
+      if (a.rfind(root_ + "/", 0) == 0) return true;
     }
     return false;
   }
 
   void print_logs() {
     std::error_code ec;
-    for (auto it = fs::recursive_directory_iterator(kLogDir, ec); it != fs::recursive_directory_iterator();
+    for (auto it = fs::recursive_directory_iterator(log_dir_, ec); it != fs::recursive_directory_iterator();
          it.increment(ec)) {
       if (ec) break;
       if (!it->is_regular_file()) continue;
@@ -845,20 +1264,25 @@ class Driver {
   [[noreturn]] bool fatal(const std::string& what) {
     result(false, fmt::format("{}: cannot go on", what));
     for (auto& img : images_) {
-      if (img->readers) {
-        note(img->readers->summary());
-        for (const auto& e : img->readers->error_messages()) note(e);
+      for (auto& c : img->containers) {
+        if (!c->readers) continue;
+        note(c->readers->summary());
+        for (const auto& e : c->readers->error_messages()) note(e);
       }
     }
     print_logs();
     stop_everything();
+    std::printf("snapshotter fscache driver: FAILED (run %s)\n", run_.name.c_str());
+    std::fflush(stdout);
     std::_Exit(kExitCheckFailed);
   }
 
   void stop_everything() {
     client_.reset();
     for (auto& img : images_) {
-      if (img->mounted) (void)lazy_unmount(img->rootfs);
+      for (auto& c : img->containers) {
+        if (c->mounted) (void)lazy_unmount(c->rootfs);
+      }
     }
     if (snapshotter_) {
       (void)snapshotter_->kill(SIGTERM);
@@ -896,23 +1320,28 @@ class Driver {
     for (const auto& m : mounts_below(root_)) (void)lazy_unmount(m);
   }
 
+  // The end of a run: its snapshotter and nydusd stopped.
   int finish(int rc) {
     if (rc != 0 || !g_ok) print_logs();
-    stop_everything();
-    result(snapshotter_status_ == 0, fmt::format("SIGTERM: containerd-nydus-grpc exited with status {}; then the "
-                                                 "nydusd it started: {}",
-                                                 snapshotter_status_, fates_));
-    if (rc == 0 && !g_ok) rc = kExitCheckFailed;
-    std::printf("snapshotter fscache driver: %s\n", rc == 0 ? "PASSED" : "FAILED");
-    std::fflush(stdout);
+    const bool stopped = phase("stop", [&] {
+      stop_everything();
+      result(snapshotter_status_ == 0, fmt::format("SIGTERM: containerd-nydus-grpc exited with status {}; then the "
+                                                   "nydusd it started: {}",
+                                                   snapshotter_status_, fates_));
+      return snapshotter_status_ == 0;
+    });
+    if (rc == 0 && (!stopped || !g_ok)) rc = kExitCheckFailed;
     return rc;
   }
 
-  const std::string snapshotter_bin_, nydusd_bin_, nydusd_upgrade_bin_, root_, blobs_;
+  const std::string snapshotter_bin_, nydusd_bin_, nydusd_upgrade_bin_, base_root_, blobs_;
   const int read_delay_ms_;
   const unsigned readers_;
-  std::string config_;
+  std::vector<std::string> run_names_;
   std::vector<std::unique_ptr<Image>> images_;
+  // The current run.
+  RunSpec run_;
+  std::string root_, work_, log_dir_, config_;
   std::unique_ptr<Process> snapshotter_;
   std::unique_ptr<GrpcClient> client_;
   std::set<pid_t> nydusd_pids_;

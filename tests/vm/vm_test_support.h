@@ -9,9 +9,11 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
+#include "common/process.h"
 #include "tests/support/temp_dir.h"
 #include "tests/vm/vm_harness.h"
 
@@ -52,6 +54,28 @@ inline std::string random_bytes(size_t n, uint32_t seed) {
   std::string s(n, '\0');
   for (auto& c : s) c = char(rng() & 0xFF);
   return s;
+}
+
+// nydus-image create of `src` (extra options such as -c/-S in `options`);
+// the blob lands in blob_dir, the tool's output in <boot>.log.
+inline void build_image(const std::filesystem::path& src, const std::filesystem::path& boot,
+                        const std::filesystem::path& blob_dir, const std::vector<std::string>& options = {}) {
+  std::filesystem::create_directories(blob_dir);
+  SpawnOptions so;
+  so.argv = {std::string(NYDUS_BIN_DIR) + "/nydus-image", "create", "-t", "dir-rafs", "-B", boot.string(), "-D",
+             blob_dir.string()};
+  so.argv.insert(so.argv.end(), options.begin(), options.end());
+  so.argv.push_back(src.string());
+  so.stdout_redirect = Redirect::append_to(boot.string() + ".log");
+  so.stderr_redirect = Redirect::append_to(boot.string() + ".log");
+  auto p = Process::spawn(so);
+  REQUIRE(p.ok());
+  auto status = p->wait(std::chrono::seconds(120));
+  REQUIRE(status.ok());
+  std::ifstream log(boot.string() + ".log");
+  std::string text((std::istreambuf_iterator<char>(log)), {});
+  INFO(text);
+  REQUIRE(*status == 0);
 }
 
 }  // namespace nydus::testing::vm

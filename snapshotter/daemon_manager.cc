@@ -34,6 +34,8 @@ constexpr std::chrono::milliseconds kInitialBackoff{1};
 constexpr std::chrono::milliseconds kMaxBackoff{50};
 // One probe of a starting daemon; a healthy nydusd answers in microseconds.
 constexpr std::chrono::milliseconds kProbeTimeout{2000};
+// The settings entry of the last upgrade: {"configured", "path", "version"}.
+constexpr std::string_view kUpgradedBinarySetting = "upgraded_nydusd";
 
 Status mkdir_p(const std::string& dir, mode_t mode) {
   std::error_code ec;
@@ -266,6 +268,7 @@ Result<std::unique_ptr<DaemonManager>> DaemonManager::open(DaemonManagerOptions 
   if (!version.ok()) return std::move(version).error().wrap("asking nydusd for its version");
   m->binary_version_ = version->display();
   m->nydusd_path_ = o.nydusd_path;
+  m->restore_upgraded_binary();
   spdlog::info("daemon manager: nydusd {} ({}), daemon_mode {}, fs_driver {}", o.nydusd_path, m->binary_version_,
                to_string(o.mode), to_string(o.fs_driver));
 
@@ -568,9 +571,67 @@ std::string DaemonManager::nydusd_path() const {
 }
 
 void DaemonManager::set_nydusd_binary(std::string path, std::string version) {
-  std::lock_guard<std::mutex> lock(binary_mu_);
-  nydusd_path_ = std::move(path);
-  binary_version_ = std::move(version);
+  {
+    std::lock_guard<std::mutex> lock(binary_mu_);
+    nydusd_path_ = path;
+    binary_version_ = version;
+  }
+  auto recorded = [&]() -> Status {
+    NYDUS_ASSIGN_OR_RETURN(Transaction tx, store_.begin(Transaction::Mode::kWrite));
+    if (path == options_.nydusd_path) {
+      NYDUS_TRY(store_.delete_setting(tx, kUpgradedBinarySetting));
+    } else {
+      json j = {{"configured", options_.nydusd_path}, {"path", path}, {"version", version}};
+      NYDUS_TRY(store_.put_setting(tx, kUpgradedBinarySetting, j.dump()));
+    }
+    return tx.commit();
+  }();
+  if (!recorded.ok()) {
+    spdlog::warn("the upgrade to {} is not recorded: {} (after a snapshotter restart new daemons run {})", path,
+                 recorded.error().message(), options_.nydusd_path);
+  }
+}
+
+void DaemonManager::restore_upgraded_binary() {
+  auto stored = [&]() -> Result<std::optional<std::string>> {
+    NYDUS_ASSIGN_OR_RETURN(Transaction tx, store_.begin(Transaction::Mode::kRead));
+    return store_.get_setting(tx, kUpgradedBinarySetting);
+  }();
+  if (!stored.ok()) {
+    spdlog::warn("reading the recorded nydusd upgrade: {}", stored.error().message());
+    return;
+  }
+  if (!*stored) return;
+  json j = json::parse(**stored, nullptr, false);
+  auto text = [&](const char* key) {
+    auto it = j.is_object() ? j.find(key) : j.end();
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  const std::string configured = text("configured");
+  const std::string path = text("path");
+  if (configured != options_.nydusd_path || path.empty()) {
+    // The operator changed nydusd_path since: the configuration wins.
+    spdlog::info("nydusd_path is {} now ({} when nydusd was upgraded to {}): the configured binary is used",
+                 options_.nydusd_path, configured, path);
+    auto dropped = [&]() -> Status {
+      NYDUS_ASSIGN_OR_RETURN(Transaction tx, store_.begin(Transaction::Mode::kWrite));
+      NYDUS_TRY(store_.delete_setting(tx, kUpgradedBinarySetting));
+      return tx.commit();
+    }();
+    if (!dropped.ok()) spdlog::warn("forgetting the recorded upgrade: {}", dropped.error().message());
+    return;
+  }
+  auto version = launcher_.version(path);
+  if (!version.ok()) {
+    spdlog::warn("nydusd was upgraded to {}, which does not answer --version any more ({}); new daemons run the "
+                 "configured {}",
+                 path, version.error().message(), options_.nydusd_path);
+    return;
+  }
+  nydusd_path_ = path;
+  binary_version_ = version->display();
+  spdlog::info("new daemons run {} ({}), the binary of the last upgrade (nydusd_path {} is unchanged since)", path,
+               binary_version_, configured);
 }
 
 DaemonDeathHandler* DaemonManager::handler() const {

@@ -184,9 +184,13 @@ class DaemonManager {
   // every daemon serving an instance keeps running for the next snapshotter.
   void close(bool cleanup);
 
-  // (options().nydusd_path is the binary at open(); nydusd_path() is current.)
+  // (options().nydusd_path is the configured binary; nydusd_path() is current.)
   const DaemonManagerOptions& options() const { return options_; }
   // The binary new daemons run and its version; an upgrade replaces both.
+  // The upgrade is recorded in the store with the configured path of the
+  // time, and open() takes its binary again while the configuration still
+  // names that path (a changed nydusd_path wins; so does a binary that no
+  // longer answers --version).
   std::string binary_version() const;
   std::string nydusd_path() const;
   void set_nydusd_binary(std::string path, std::string version);
@@ -228,6 +232,7 @@ class DaemonManager {
   class KeyedLocks;
 
   Status recover();
+  void restore_upgraded_binary();
   Status recover_daemon(const DaemonRecord& record, const std::vector<InstanceRecord>& instances);
   enum class Adoption { kLive, kDead };
   Adoption try_adopt(Daemon& daemon);

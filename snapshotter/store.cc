@@ -208,6 +208,13 @@ CREATE TABLE instances (
 );
 CREATE INDEX instances_by_daemon ON instances(daemon_id);
 )sql",
+    // 1 -> 2
+    R"sql(
+CREATE TABLE settings (
+  name TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+)sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion, "one migration per schema version");
 
@@ -672,6 +679,31 @@ Result<std::vector<InstanceRecord>> MetaStore::list_instances(Transaction& tx) {
     out.push_back(read_instance_row(s));
   }
   return out;
+}
+
+// --- settings --------------------------------------------------------------
+
+Result<std::optional<std::string>> MetaStore::get_setting(Transaction& tx, std::string_view name) {
+  NYDUS_ASSIGN_OR_RETURN(Statement s, prepare("SELECT value FROM settings WHERE name = ?"));
+  s.bind(1, name);
+  NYDUS_ASSIGN_OR_RETURN(bool row, s.step());
+  if (!row) return std::optional<std::string>();
+  return std::optional<std::string>(s.column_text(0));
+}
+
+Status MetaStore::put_setting(Transaction& tx, std::string_view name, std::string_view value) {
+  NYDUS_ASSIGN_OR_RETURN(Statement s, prepare("INSERT INTO settings (name, value) VALUES (?, ?) "
+                                              "ON CONFLICT(name) DO UPDATE SET value = excluded.value"));
+  s.bind(1, name).bind(2, value);
+  auto st = s.run();
+  if (!st.ok()) return std::move(st).error().wrap(fmt::format("writing setting {}", name));
+  return ok_status();
+}
+
+Status MetaStore::delete_setting(Transaction& tx, std::string_view name) {
+  NYDUS_ASSIGN_OR_RETURN(Statement s, prepare("DELETE FROM settings WHERE name = ?"));
+  s.bind(1, name);
+  return s.run();
 }
 
 }  // namespace nydus::snapshotter

@@ -41,7 +41,7 @@
 
 namespace nydus::snapshotter {
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 inline constexpr std::chrono::milliseconds kBusyTimeout{5000};
 
 // ---------------------------------------------------------------------------
@@ -210,6 +210,11 @@ class MetaStore {
   Status delete_instance(Transaction& tx, std::string_view snapshot_id);
   // Ordered by seq.
   Result<std::vector<InstanceRecord>> list_instances(Transaction& tx);
+
+  // --- settings: small named values the snapshotter keeps across restarts ---
+  Result<std::optional<std::string>> get_setting(Transaction& tx, std::string_view name);
+  Status put_setting(Transaction& tx, std::string_view name, std::string_view value);
+  Status delete_setting(Transaction& tx, std::string_view name);  // absent is fine
 
  private:
   friend class Transaction;

@@ -181,9 +181,13 @@ class FakeLauncher final : public DaemonLauncher {
     if (it != world_.cmdlines.end()) return it->second;
     return read_proc_cmdline(pid);
   }
-  Result<BinaryVersion> version(const std::string&) override { return BinaryVersion{"v9.9.9", "abc123"}; }
+  Result<BinaryVersion> version(const std::string& binary) override {
+    if (broken.count(binary)) return make_error(ErrorKind::kNotFound, "{}: no such file", binary);
+    return BinaryVersion{"v9.9.9", "abc123"};
+  }
 
   std::vector<std::string> last_args;
+  std::set<std::string> broken;  // binaries whose --version fails
 
  private:
   FakeWorld& world_;
@@ -624,6 +628,34 @@ TEST_CASE("shared mode: one daemon with instances attached by the API and counte
   m->close(false);
   CHECK(wait_gone(pid));
   CHECK(f.daemon_records().empty());
+}
+
+TEST_CASE("an upgraded binary outlives the manager while nydusd_path stays as configured") {
+  ManagerFixture f;
+  f.open(DaemonMode::kShared)->set_nydusd_binary("/opt/nydusd-new", "v9.9.9 abc123");
+  {
+    auto m = f.open(DaemonMode::kShared);
+    CHECK(m->nydusd_path() == "/opt/nydusd-new");
+    must(m->mount(f.request("41")));
+    CHECK(m->shared_daemon()->record().binary_path == "/opt/nydusd-new");
+    m->close(true);
+  }
+  // A recorded binary that no longer answers --version is not used (but
+  // stays recorded: it may come back).
+  f.launcher.broken.insert("/opt/nydusd-new");
+  CHECK(f.open(DaemonMode::kShared)->nydusd_path() == "/usr/bin/nydusd");
+  f.launcher.broken.clear();
+  CHECK(f.open(DaemonMode::kShared)->nydusd_path() == "/opt/nydusd-new");
+  // A changed nydusd_path wins, and the upgrade is forgotten.
+  auto changed = f.options(DaemonMode::kShared);
+  changed.nydusd_path = "/usr/local/bin/nydusd";
+  CHECK(must(DaemonManager::open(changed, *f.store, f.launcher, f.clients))->nydusd_path() == "/usr/local/bin/nydusd");
+  CHECK(f.open(DaemonMode::kShared)->nydusd_path() == "/usr/bin/nydusd");
+  // So is an upgrade back to the configured binary.
+  f.open(DaemonMode::kShared)->set_nydusd_binary("/opt/nydusd-new", "v9.9.9 abc123");
+  f.open(DaemonMode::kShared)->set_nydusd_binary("/usr/bin/nydusd", "v9.9.9 abc123");
+  auto tx = must(f.store->begin(Transaction::Mode::kRead));
+  CHECK_FALSE(must(f.store->get_setting(tx, "upgraded_nydusd")).has_value());
 }
 
 TEST_CASE("a restarted manager re-adopts live daemons and restarts dead ones with remounts in Seq order") {

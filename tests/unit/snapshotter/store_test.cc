@@ -73,6 +73,33 @@ TEST_CASE("a new database gets the current schema in WAL mode, private to root")
   CHECK(again->schema_version() == kSchemaVersion);
 }
 
+TEST_CASE("a schema 1 database migrates to settings, keeping its records") {
+  nydus::testing::TempDir dir("nydus-store");
+  auto path = dir / "snapshotter.db";
+  {
+    auto store = open_store(path);
+    auto tx = begin(*store, Mode::kWrite);
+    auto base = make_snapshot("kept", Kind::kCommitted);
+    REQUIRE(store->insert_snapshot(tx, base).ok());
+    REQUIRE(tx.commit().ok());
+  }
+  // What a schema 1 binary left behind.
+  raw_query(path, "DROP TABLE settings");
+  raw_query(path, "PRAGMA user_version = 1");
+  auto store = open_store(path);
+  CHECK(store->schema_version() == 2);
+  auto tx = begin(*store, Mode::kWrite);
+  CHECK(store->get_snapshot(tx, "kept").ok());
+  CHECK_FALSE(store->get_setting(tx, "x").value().has_value());
+  REQUIRE(store->put_setting(tx, "x", "1").ok());
+  REQUIRE(store->put_setting(tx, "x", "2").ok());
+  CHECK(store->get_setting(tx, "x").value() == std::optional<std::string>("2"));
+  REQUIRE(store->delete_setting(tx, "x").ok());
+  REQUIRE(store->delete_setting(tx, "x").ok());  // absent is fine
+  CHECK_FALSE(store->get_setting(tx, "x").value().has_value());
+  REQUIRE(tx.commit().ok());
+}
+
 TEST_CASE("snapshots: insert, find, duplicate keys, update and delete") {
   nydus::testing::TempDir dir("nydus-store");
   auto store = open_store(dir / "db");

@@ -3,14 +3,17 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -534,7 +537,11 @@ Status DaemonManager::request_save(Daemon& daemon) {
     auto sent = daemon.client().send_fd();
     if (sent.ok()) break;
     if (sent.error().kind() != ErrorKind::kNotReady || remaining_ms(deadline) == 0) return sent;
-    wait_readable(daemon.pidfd(), -1, std::min(remaining_ms(deadline), static_cast<int>(backoff.count())));
+    // A daemon that exited (its refused socket stays) never saves: do not
+    // retry it until the deadline (its pidfd stays readable: a busy loop).
+    if (wait_readable(daemon.pidfd(), -1, std::min(remaining_ms(deadline), static_cast<int>(backoff.count())))) {
+      return make_error(ErrorKind::kIo, "nydusd {} exited before it saved", r.id);
+    }
     backoff = std::min(backoff * 2, kMaxBackoff);
   }
   if (!sup->wait_save(r.id, before, SupervisorStore::kSaveWait)) {
@@ -1054,7 +1061,7 @@ void DaemonManager::rebind_fscache_instances(Daemon& daemon, const std::vector<I
     set_fscache_id(inst, new_daemon_id());
     auto st = [&]() -> Status {
       NYDUS_TRY(bind_fscache(daemon, inst));
-      NYDUS_ASSIGN_OR_RETURN(MountGuard guard, mount_erofs_fscache(inst));
+      NYDUS_ASSIGN_OR_RETURN(MountGuard guard, mount_while_watching(daemon, inst));
       NYDUS_ASSIGN_OR_RETURN(Transaction tx, store_.begin(Transaction::Mode::kWrite));
       NYDUS_TRY(store_.update_instance(tx, inst));
       NYDUS_TRY(tx.commit());
@@ -1068,6 +1075,40 @@ void DaemonManager::rebind_fscache_instances(Daemon& daemon, const std::vector<I
     std::lock_guard<std::mutex> lock(mu_);
     instances_[inst.snapshot_id] = inst;
   }
+}
+
+Result<MountGuard> DaemonManager::mount_while_watching(Daemon& daemon, const InstanceRecord& inst) {
+  // (Why: see the declaration.) The mounting thread signals `done` when
+  // mount(2) returned; we poll it and the daemon's pidfd.
+  UniqueFd done(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!done) return Error::from_errno(errno, "eventfd");
+  std::optional<Result<MountGuard>> mounted;
+  std::thread mounter([&] {
+    mounted.emplace(mount_erofs_fscache(inst));
+    const uint64_t one = 1;
+    (void)::write(done.get(), &one, sizeof(one));
+  });
+  pollfd fds[2] = {{done.get(), POLLIN, 0}, {daemon.pidfd(), POLLIN, 0}};
+  const nfds_t n = daemon.pidfd() >= 0 ? 2 : 1;
+  while (true) {
+    int rc = ::poll(fds, n, -1);
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc < 0) {
+      spdlog::warn("nydusd {}: poll while mounting {}: {}; waiting for the mount unwatched", daemon.id(),
+                   inst.mountpoint, std::strerror(errno));
+      break;
+    }
+    if (fds[0].revents != 0) break;  // mounted or failed on its own
+    if (n == 2 && fds[1].revents != 0) {
+      spdlog::error("nydusd {} (pid {}) exited while mount(2) of instance {} waited for it; letting go of its "
+                    "/dev/cachefiles fd so that the mount fails instead of hanging",
+                    daemon.id(), daemon.pid(), inst.snapshot_id);
+      if (options_.supervisors) options_.supervisors->drop_fd(daemon.id());
+      break;
+    }
+  }
+  mounter.join();
+  return std::move(*mounted);
 }
 
 Result<bool> DaemonManager::umount(const std::string& snapshot_id) {

@@ -23,6 +23,11 @@
 //    /dev/cachefiles; nydusd has no mountpoint. Removal: umount, then
 //    DELETE /api/v2/blobs. The supervisor's copy of the /dev/cachefiles fd
 //    keeps the mounts alive across a crash (failover: takeover + restore).
+//    A restart re-mounts every instance under a fresh fscache id while it
+//    holds the daemon's operation mutex; should the fresh daemon die during
+//    such a mount(2), the supervisor lets go of its fd (the kernel then
+//    fails the mount instead of keeping it pending for a recovery that
+//    would wait for that mutex), and the recovery restarts it again.
 //
 // Persistence: every change is one SQLite transaction on the daemons and
 // instances tables. A daemon record is written before its process is
@@ -75,6 +80,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/mount.h"
 #include "common/result.h"
 #include "snapshotter/config.h"
 #include "snapshotter/daemon.h"
@@ -249,7 +255,18 @@ class DaemonManager {
   // restart() of an fscache daemon: the old mounts died with the old
   // /dev/cachefiles fd; each instance gets a fresh fscache id, binding and
   // mount (a container may still hold the dead mount, whose fsid stays busy).
+  // A daemon dying during a mount fails it (mount_while_watching); the
+  // restart goes on and its watch() reports the death to the recovery.
   void rebind_fscache_instances(Daemon& daemon, const std::vector<InstanceRecord>& instances);
+  // mount -t erofs -o fsid=... of the instance on a thread of its own while
+  // the daemon's pidfd is watched. mount(2) waits for nydusd to answer the
+  // kernel's OPEN and READs, and the caller holds the operation mutex, so
+  // the recovery cannot step in: if the daemon dies meanwhile, the
+  // supervisor's copy of the /dev/cachefiles fd would keep the requests
+  // pending and mount(2) would wait forever. So on its death the supervisor
+  // lets go of that fd: the kernel, with no holder left, fails the pending
+  // requests and mount(2) returns an error.
+  Result<MountGuard> mount_while_watching(Daemon& daemon, const InstanceRecord& inst);
   // The nydusd command line of a (re)start or, with launch.upgrade, of a
   // successor.
   DaemonCommand command_for(const DaemonRecord& record, const DaemonPaths& paths,

@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 #include <thread>
 #include <unordered_set>
 
@@ -121,6 +123,23 @@ fscache::DataBlobFactory data_blob_factory() {
              const rafs::BlobInfo& bi) -> Result<std::shared_ptr<fscache::ObjectSource>> {
     NYDUS_ASSIGN_OR_RETURN(auto src, inner(e, std::move(b), bi));
     return std::shared_ptr<fscache::ObjectSource>(std::make_shared<DelayedSource>(std::move(src), delay));
+  };
+}
+
+// The fscache open-delay test hook (kFscacheOpenDelayFileEnv); empty when
+// unset.
+std::function<void()> open_delay_hook() {
+  const char* env = std::getenv(kFscacheOpenDelayFileEnv);
+  if (!env || !*env) return {};
+  spdlog::warn("TEST HOOK: while {} holds a delay in ms, every fscache OPEN waits for it ({})", env,
+               kFscacheOpenDelayFileEnv);
+  return [path = std::string(env)] {
+    std::ifstream in(path);
+    unsigned long ms = 0;
+    if (!(in >> ms) || ms == 0) return;
+    ms = std::min(ms, 60000UL);
+    spdlog::warn("TEST HOOK: answering an fscache OPEN in {} ms ({})", ms, path);
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   };
 }
 
@@ -779,6 +798,7 @@ Status Daemon::fscache_start_locked() {
     NYDUS_TRY(fscache_->restore());
     spdlog::info("fscache: wrote `restore`: requests the predecessor held are delivered again");
   }
+  fscache_->handler().set_before_open(open_delay_hook());
   NYDUS_TRY(fscache_->start());
   restore_pending_ = false;
   // The supervisor must hold a reference to the device from now on (facts

@@ -85,6 +85,11 @@ struct FscacheOptions {
 // many milliseconds, so a test can kill or upgrade a daemon while READs are
 // in flight. Read once at startup; unset or 0 in production.
 inline constexpr const char* kFscacheReadDelayEnv = "NYDUS_TEST_FSCACHE_READ_DELAY_MS";
+// Test hook: while the file this names exists, every fscache OPEN waits the
+// milliseconds written in it (read at each OPEN) before it is answered, so
+// a test can kill a daemon while a mount(2) waits for it. Unset in
+// production.
+inline constexpr const char* kFscacheOpenDelayFileEnv = "NYDUS_TEST_FSCACHE_OPEN_DELAY_FILE";
 
 struct DaemonOptions {
   DaemonMode mode = DaemonMode::kFuse;

@@ -67,6 +67,7 @@ void RequestHandler::on_open(OpenRequest req) {
   const uint32_t msg_id = req.header.msg_id;
   // The kernel installs the fd without close-on-exec; children must not get it.
   (void)::fcntl(fd.get(), F_SETFD, FD_CLOEXEC);
+  if (before_open_) before_open_();
 
   auto domain = domain_of_volume_key(req.volume_key);
   LookupResult found;

@@ -34,6 +34,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -129,6 +130,11 @@ class RequestHandler {
   size_t object_count() const;
   const HandlerMetrics& metrics() const { return metrics_; }
 
+  // Test hook (fault injection): runs on the worker before it handles an
+  // OPEN (counted already), e.g. to delay the answer. Set it while no
+  // worker runs.
+  void set_before_open(std::function<void()> hook) { before_open_ = std::move(hook); }
+
  private:
   struct Object {
     UniqueFd fd;
@@ -150,6 +156,7 @@ class RequestHandler {
   BlobRegistry* registry_;
   DeviceOps* ops_;
   HandlerMetrics metrics_;
+  std::function<void()> before_open_;
   mutable std::mutex mu_;
   std::unordered_map<uint32_t, std::shared_ptr<Object>> objects_;  // guarded by mu_
 };

@@ -13,7 +13,9 @@
 //            standby follows;
 //   readopt  kill -9 of the snapshotter itself, restarted: it re-adopts the
 //            live nydusd; then a kill -9 of nydusd still fails over;
-//   restart  recover_policy restart: kill -9, a fresh nydusd and EROFS
+//   restart  recover_policy restart: kill -9, and kill -9 of the fresh
+//            nydusd while the snapshotter's re-mount waits for it (its
+//            OPENs are slowed by a test hook); a third nydusd and EROFS
 //            mounts with new fsids; a new container reads every byte.
 // Zero reader errors (except, by nature, on the mounts a restart leaves
 // dead); the snapshots' removal must unmount the EROFS mounts and unbind the

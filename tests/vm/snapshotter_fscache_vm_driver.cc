@@ -73,14 +73,21 @@
 //   failover  as in main, after the re-adoption: readers of the first image
 //             (READs); kill -9 of nydusd; a successor takes over; the readers
 //             make one more full pass: ZERO errors.
-// restart (recover_policy restart):
+// restart (recover_policy restart; the snapshotter runs with nydusd's
+// NYDUS_TEST_FSCACHE_OPEN_DELAY_FILE hook, the file written only here):
 //   restart   readers of the first image's rootfs; kill -9 of nydusd with a
 //             READ in flight: those readers fail by nature (the old mounts
 //             die with the old /dev/cachefiles fd; their errors are only
-//             counted) and are stopped; a fresh `nydusd singleton` (new pid,
-//             no --upgrade, same --id) serves, every instance mountpoint is
+//             counted) and are stopped. The fresh nydusd the snapshotter
+//             starts answers OPENs 5 s late: once its GET /api/v1/daemon
+//             counts one (a re-mount's mount(2) waits for it, under the
+//             daemon's operation mutex), it is killed too and the delay
+//             lifted. Within 30 s a third `nydusd singleton` (new pid, no
+//             --upgrade, same --id) serves, and the snapshotter's log shows
+//             it failed the waiting re-mount; every instance mountpoint is
 //             an EROFS mount again with a NEW fsid, and the new daemon's GET
-//             /api/v2/blobs lists exactly those.
+//             /api/v2/blobs lists exactly those. A snapshotter stuck in that
+//             mount(2) never gets there: the check fails, bounded.
 //   new       per image, a NEW container (Prepare c2-<image>, mounted fresh):
 //             readers make a full pass, ZERO errors; the tree compared.
 //   remove    both generations of containers go, then the images.
@@ -150,6 +157,13 @@ constexpr std::chrono::seconds kExitDeadline{30};
 constexpr std::chrono::seconds kApiTimeout{60};
 constexpr std::chrono::seconds kUpgradeTimeout{120};
 constexpr std::chrono::milliseconds kPoll{20};
+// restart: how long the OPENs of the restarted nydusd wait (its test hook),
+// and how soon after that nydusd's kill in the re-mount a third must serve
+// (a snapshotter stuck in the re-mount never gets there).
+constexpr int kOpenDelayMs = 5000;
+constexpr std::chrono::seconds kRemountDeadline{30};
+// One request of a poll that must not hang with the snapshotter.
+constexpr std::chrono::seconds kPollRequestTimeout{2};
 
 // Where things go in the VM (tmpfs /run; the root is on the ext4 disk).
 const std::string kGrpcSocket = "/run/snap-grpc.sock";
@@ -194,6 +208,15 @@ std::string flag_value(const std::vector<std::string>& args, const std::string& 
 
 bool has_arg(const std::vector<std::string>& args, const std::string& arg) {
   return std::find(args.begin(), args.end(), arg) != args.end();
+}
+
+// The first line of `text` that contains `needle`; "" when none does.
+std::string line_with(const std::string& text, const std::string& needle) {
+  const size_t at = text.find(needle);
+  if (at == std::string::npos) return "";
+  const size_t begin = text.rfind('\n', at);
+  const size_t start = begin == std::string::npos ? 0 : begin + 1;
+  return text.substr(start, text.find('\n', at) - start);
 }
 
 bool alive(pid_t pid) {
@@ -501,6 +524,8 @@ class Driver {
     root_ = base_root_ + "/" + spec.name;
     work_ = kWork + "/" + spec.name;
     log_dir_ = work_ + "/logs";
+    // nydusd's OPEN-delay hook, armed by restart() through this file.
+    open_delay_file_ = spec.name == "restart" ? work_ + "/open-delay-ms" : "";
     snapshotter_.reset();
     client_.reset();
     nydusd_pids_.clear();
@@ -559,7 +584,8 @@ class Driver {
     so.stdout_redirect = Redirect::append_to(log_dir_ + "/snapshotter.stdout.log");
     so.stderr_redirect = Redirect::append_to(log_dir_ + "/snapshotter.stdout.log");
     so.parent_death_signal = SIGKILL;
-    if (read_delay_ms_ > 0) so.env = {{"NYDUS_TEST_FSCACHE_READ_DELAY_MS", std::to_string(read_delay_ms_)}};
+    if (read_delay_ms_ > 0) so.env.emplace_back("NYDUS_TEST_FSCACHE_READ_DELAY_MS", std::to_string(read_delay_ms_));
+    if (!open_delay_file_.empty()) so.env.emplace_back("NYDUS_TEST_FSCACHE_OPEN_DELAY_FILE", open_delay_file_);
     auto p = Process::spawn(so);
     if (!p.ok()) {
       result(false, fmt::format("spawn {}: {}", snapshotter_bin_, p.error().message()));
@@ -694,9 +720,9 @@ class Driver {
 
   // ---- the daemon, through system.sock and its own API --------------------
 
-  Result<json> daemons() {
+  Result<json> daemons(std::chrono::milliseconds timeout = kApiTimeout) {
     HttpClient c(kSystemSocket);
-    NYDUS_ASSIGN_OR_RETURN(HttpResponse r, c.request("GET", "/api/v1/daemons", {}, kApiTimeout));
+    NYDUS_ASSIGN_OR_RETURN(HttpResponse r, c.request("GET", "/api/v1/daemons", {}, timeout));
     auto j = json::parse(r.body, nullptr, false);
     if (r.status != 200 || !j.is_array()) {
       return make_error(ErrorKind::kInternal, "GET /api/v1/daemons: {} {}", r.status, r.body);
@@ -705,8 +731,8 @@ class Driver {
   }
 
   // The one daemon; an error when there is not exactly one.
-  Result<json> the_daemon() {
-    NYDUS_ASSIGN_OR_RETURN(json list, daemons());
+  Result<json> the_daemon(std::chrono::milliseconds timeout = kApiTimeout) {
+    NYDUS_ASSIGN_OR_RETURN(json list, daemons(timeout));
     if (list.size() != 1) return make_error(ErrorKind::kInternal, "want one daemon, system.sock lists {}", list.dump());
     return list[0];
   }
@@ -824,14 +850,17 @@ class Driver {
 
   struct Killed {
     int old_pid = 0;
-    json now;  // the daemon's view once it serves again
+    int remount_pid = 0;  // restart: the restarted nydusd killed in its re-mount
+    json now;             // the daemon's view once it serves again
   };
 
-  // kill -9 of the serving nydusd once `readers` have a READ in flight; then
-  // the snapshotter's recovery must show up in GET /api/v1/daemons: a new
-  // pid, RUNNING, recovery_count + 1. No recovery is fatal (readers may be
-  // blocked for good).
-  Killed kill_nydusd(const Readers& readers, const std::string& successor) {
+  // kill -9 of the serving nydusd once `readers` have a READ in flight
+  // (with `in_remount`, also of the nydusd the snapshotter restarts, see
+  // kill_in_remount); then the snapshotter's recovery must show up in GET
+  // /api/v1/daemons: a pid none of the killed, RUNNING, recovery_count + 1.
+  // No recovery is fatal (readers may be blocked for good); so is a system
+  // API that stops answering (each poll is bounded).
+  Killed kill_nydusd(const Readers& readers, const std::string& successor, bool in_remount = false) {
     auto before = the_daemon();
     if (!before.ok()) {
       result(false, before.error().message());
@@ -847,12 +876,16 @@ class Driver {
     }
     const auto t0 = Clock::now();
     ::kill(k.old_pid, SIGKILL);
+    if (in_remount) k.remount_pid = kill_in_remount(k.old_pid);
+    const auto t1 = Clock::now();
+    const auto deadline = in_remount ? kRemountDeadline : kSwitchDeadline;
     bool switched = false;
-    while (Clock::now() - t0 < kSwitchDeadline) {
-      auto d = the_daemon();
+    while (Clock::now() - t1 < deadline) {
+      auto d = the_daemon(kPollRequestTimeout);
       if (d.ok()) {
         k.now = *d;
-        if (k.now.value("pid", 0) > 0 && k.now.value("pid", 0) != k.old_pid && k.now.value("state", "") == "RUNNING" &&
+        const int pid = k.now.value("pid", 0);
+        if (pid > 0 && pid != k.old_pid && pid != k.remount_pid && k.now.value("state", "") == "RUNNING" &&
             k.now.value("recovery_count", uint64_t(0)) > count_before) {
           switched = true;
           break;
@@ -860,28 +893,68 @@ class Driver {
       }
       std::this_thread::sleep_for(kPoll);  // bounded by the deadline
     }
-    const double switch_s = secs(t0);
     remember(k.now);
     result(in_flight && switched,
-           fmt::format("kill -9 of nydusd {} with a READ in flight{}: {} {:.2f}s later: pid {} {}, "
+           fmt::format("kill -9 of nydusd {} with a READ in flight{}{}: {} {:.2f}s later{}: pid {} {}, "
                        "recovery_count {} -> {}, last_failover_ms {}",
                        k.old_pid, in_flight ? "" : " (NO READ WAS IN FLIGHT)",
-                       switched ? successor + " serves" : "NOTHING SERVES", switch_s, k.now.value("pid", 0),
-                       k.now.value("state", "?"), count_before, k.now.value("recovery_count", uint64_t(0)),
-                       k.now["last_failover_ms"].dump()));
+                       in_remount ? fmt::format(", then of the restarted {} in its re-mount", k.remount_pid) : "",
+                       switched ? successor + " serves" : "NOTHING SERVES", secs(t0),
+                       in_remount ? fmt::format(" ({:.2f}s after the second kill)", secs(t1)) : "",
+                       k.now.value("pid", 0), k.now.value("state", "?"), count_before,
+                       k.now.value("recovery_count", uint64_t(0)), k.now["last_failover_ms"].dump()));
     if (!switched) fatal("recovery after kill -9");
     return k;
   }
 
+  // The restart run: the nydusd the snapshotter starts after the kill of
+  // `old_pid` answers OPENs only after kOpenDelayMs (the test hook's file,
+  // written by restart()), so once its fscache counters show an OPEN, a
+  // re-mount's mount(2) waits for it: kill -9 then, and lift the delay. Its
+  // pid; fatal when no such nydusd shows up.
+  int kill_in_remount(int old_pid) {
+    const auto t0 = Clock::now();
+    std::string last = "nothing yet";
+    while (Clock::now() - t0 < kSwitchDeadline) {
+      auto d = the_daemon(kPollRequestTimeout);
+      const int pid = d.ok() ? d->value("pid", 0) : 0;
+      if (pid > 0 && pid != old_pid) {
+        HttpClient c(d->value("api_socket", ""));
+        auto r = c.request("GET", "/api/v1/daemon", {}, kPollRequestTimeout);
+        auto j = r.ok() ? json::parse(r->body, nullptr, false) : json();
+        const json metrics = j.is_object() ? j.value(json::json_pointer("/fscache/metrics"), json()) : json();
+        last = fmt::format("nydusd {}: {}", pid, r.ok() ? metrics.dump() : r.error().message());
+        if (metrics.is_object() && metrics.value("opens", uint64_t(0)) > 0) {
+          if (!owned(pid)) {
+            result(false, fmt::format("nydusd {} is not this test's", pid));
+            fatal("kill -9 of the restarted nydusd");
+          }
+          nydusd_pids_.insert(pid);
+          ::kill(pid, SIGKILL);
+          std::error_code ec;
+          fs::remove(open_delay_file_, ec);
+          result(true, fmt::format("kill -9 of the restarted nydusd {} ({:.2f}s after the first kill) while the "
+                                   "re-mount waits for its answer to an OPEN: {}",
+                                   pid, secs(t0), metrics.dump()));
+          return pid;
+        }
+      }
+      std::this_thread::sleep_for(kPoll);  // bounded by the deadline
+    }
+    result(false, fmt::format("no restarted nydusd got an OPEN within {}s; last seen: {}", kSwitchDeadline.count(),
+                              last));
+    fatal("kill -9 of the restarted nydusd");
+  }
+
   // The serving nydusd after a recovery: the same --id and --supervisor,
   // --upgrade when it took the state over (not after a restart), the killed
-  // one gone.
+  // ones gone.
   void check_successor(const Killed& k, bool took_over) {
     const int pid = k.now.value("pid", 0);
     const auto cmd = proc_cmdline(pid);
     result(has_arg(cmd, "singleton") && has_arg(cmd, "--upgrade") == took_over &&
                flag_value(cmd, "--id") == first_id_ && flag_value(cmd, "--supervisor") == first_supervisor_ &&
-               !alive(k.old_pid),
+               !alive(k.old_pid) && !(k.remount_pid > 0 && alive(k.remount_pid)),
            fmt::format("{} {}: {}", took_over ? "successor" : "restarted nydusd", pid, fmt::join(cmd, " ")));
   }
 
@@ -1107,9 +1180,18 @@ class Driver {
   bool restart() {
     const auto old_fsids = image_fsids();
     Image& a = *images_[0];
+    // Only the nydusd started after the kill gets OPENs (mounted objects
+    // stay open): it is the one the delay slows.
+    std::ofstream(open_delay_file_) << kOpenDelayMs;
     Readers& readers = start_readers(a, a.first());
-    const Killed k = kill_nydusd(readers, "a restarted nydusd");
+    const Killed k = kill_nydusd(readers, "a third nydusd", true);
     check_successor(k, false);
+    // The kill landed in a mount(2) the snapshotter's restart made while it
+    // held the daemon's operation mutex: it let go of the /dev/cachefiles fd.
+    const std::string line = line_with(read_text(log_dir_ + "/nydus-snapshotter.log"),
+                                       fmt::format("(pid {}) exited while mount(2)", k.remount_pid));
+    result(!line.empty(), fmt::format("the snapshotter failed the re-mount that waited for the dead nydusd {}: {}",
+                                      k.remount_pid, line.empty() ? "NO SUCH LOG LINE" : line));
     // The snapshotter mounts every instance again, under a new fsid.
     const auto t0 = Clock::now();
     std::vector<std::string> fsids;
@@ -1341,7 +1423,7 @@ class Driver {
   std::vector<std::unique_ptr<Image>> images_;
   // The current run.
   RunSpec run_;
-  std::string root_, work_, log_dir_, config_;
+  std::string root_, work_, log_dir_, config_, open_delay_file_;
   std::unique_ptr<Process> snapshotter_;
   std::unique_ptr<GrpcClient> client_;
   std::set<pid_t> nydusd_pids_;

@@ -14,7 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "nydusd/fscache/protocol.h"
-#include "nydusd/rafs/file_io.h"
+#include "common/file_io.h"
 
 namespace nydus::fscache {
 
@@ -94,7 +94,7 @@ Status CachefilesDevice::write_command(std::string_view command) {
 }
 
 Status CachefilesDevice::write_object(int anon_fd, std::span<const uint8_t> data, uint64_t offset) {
-  return rafs::pwrite_all(anon_fd, data, offset, "fscache: the object's cache file");
+  return nydus::pwrite_all(anon_fd, data, offset, "fscache: the object's cache file");
 }
 
 Status CachefilesDevice::complete_read(int anon_fd, uint32_t msg_id) {

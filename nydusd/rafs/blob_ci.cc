@@ -3,7 +3,7 @@
 #include <cstring>
 
 #include "nydusd/rafs/compression.h"
-#include "nydusd/rafs/file_io.h"
+#include "common/file_io.h"
 #include "nydusd/rafs/read_struct.h"
 
 namespace nydus::rafs {

@@ -8,7 +8,7 @@
 
 #include "nydusd/rafs/blob_ci.h"
 #include "nydusd/rafs/compression.h"
-#include "nydusd/rafs/file_io.h"
+#include "common/file_io.h"
 
 namespace nydus::rafs {
 

@@ -10,7 +10,7 @@
 #include <set>
 
 #include "nydusd/rafs/bootstrap_impl.h"
-#include "nydusd/rafs/file_io.h"
+#include "common/file_io.h"
 
 namespace nydus::rafs {
 

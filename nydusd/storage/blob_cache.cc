@@ -11,7 +11,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "nydusd/rafs/file_io.h"
+#include "common/file_io.h"
 #include "nydusd/storage/chunk_codec.h"
 
 namespace nydus::storage {
@@ -105,7 +105,7 @@ Status BlobCache::read(const rafs::ChunkRef& chunk, uint32_t offset, std::span<u
 
   // Fast path: ready (and verified, when validating) - only the bytes asked for.
   if (map_->is_ready(ci) && (!source_->validate() || is_verified(ci))) {
-    Status st = rafs::pread_exact(data_fd_.get(), out, chunk.uncompressed_offset + offset,
+    Status st = nydus::pread_exact(data_fd_.get(), out, chunk.uncompressed_offset + offset,
                                   data_path_);
     if (st.ok()) {
       metrics_->cache_hits.fetch_add(1, std::memory_order_relaxed);
@@ -158,7 +158,7 @@ Result<ChunkData> BlobCache::fill(const rafs::ChunkRef& chunk, std::string_view 
     // Became ready since the caller looked (another thread or process), or
     // cached earlier and not yet verified by this process.
     auto cached = std::make_shared<std::vector<uint8_t>>(chunk.uncompressed_size);
-    Status st = rafs::pread_exact(data_fd_.get(), *cached, chunk.uncompressed_offset, data_path_);
+    Status st = nydus::pread_exact(data_fd_.get(), *cached, chunk.uncompressed_offset, data_path_);
     if (!st.ok()) {
       spdlog::warn("read of {}: {} is marked ready but the cache file read failed ({}); fetching "
                    "it again",
@@ -190,7 +190,7 @@ Result<ChunkData> BlobCache::fill(const rafs::ChunkRef& chunk, std::string_view 
 }
 
 void BlobCache::store(const rafs::ChunkRef& chunk, const std::vector<uint8_t>& data) {
-  Status st = rafs::pwrite_all(data_fd_.get(), data, chunk.uncompressed_offset, data_path_);
+  Status st = nydus::pwrite_all(data_fd_.get(), data, chunk.uncompressed_offset, data_path_);
   if (st.ok() && ::fdatasync(data_fd_.get()) != 0) {
     st = Error::from_errno(errno, fmt::format("fdatasync cache file {}", data_path_));
   }

@@ -12,7 +12,7 @@
 #include "common/file_write.h"
 #include "nydusd/rafs/blob_ci.h"
 #include "nydusd/rafs/compression.h"
-#include "nydusd/rafs/file_io.h"
+#include "common/file_io.h"
 #include "nydusd/storage/chunk_codec.h"
 
 namespace nydus::storage {

@@ -5,7 +5,7 @@
 
 #include <cerrno>
 
-#include "nydusd/rafs/file_io.h"
+#include "common/file_io.h"
 
 namespace nydus::storage {
 
@@ -78,7 +78,7 @@ Status LocalFsBackend::do_read(const std::string& blob_id, uint64_t offset,
                       out.size(), blob_id, file.size, file.path);
   }
   // A short read means the file shrank after open (truncated under us): kCorrupt.
-  return rafs::pread_exact(file.fd.get(), out, offset, file.path);
+  return nydus::pread_exact(file.fd.get(), out, offset, file.path);
 }
 
 }  // namespace nydus::storage

@@ -14,7 +14,7 @@ set -euo pipefail
 # The reader sources the target needs (no builder, no storage).
 SOURCES=(
   nydusd/rafs/bootstrap.cc nydusd/rafs/inode.cc nydusd/rafs/dir.cc nydusd/rafs/chunk_map.cc
-  nydusd/rafs/validate_tree.cc nydusd/rafs/digest.cc nydusd/rafs/file_io.cc common/error.cc
+  nydusd/rafs/validate_tree.cc nydusd/rafs/digest.cc common/file_io.cc common/error.cc
   tests/fuzz/bootstrap_fuzz.cc
 )
 

@@ -10,7 +10,7 @@
 #include "nydusd/rafs/bootstrap.h"
 #include "nydusd/rafs/blob_ci.h"
 #include "nydusd/rafs/blob_reader.h"
-#include "nydusd/rafs/file_io.h"
+#include "common/file_io.h"
 #include "tools/nydus-image/bootstrap_writer.h"
 
 namespace nydus::builder {
@@ -23,7 +23,7 @@ constexpr uint64_t kMaxBootstrapSize = 1ull << 32;
 
 Result<ExportResult> export_block(const std::string& bootstrap, const std::string& blob_dir,
                                   const std::string& output) {
-  NYDUS_ASSIGN_OR_RETURN(auto bytes, rafs::read_file(bootstrap, kMaxBootstrapSize));
+  NYDUS_ASSIGN_OR_RETURN(auto bytes, nydus::read_file(bootstrap, kMaxBootstrapSize));
   NYDUS_ASSIGN_OR_RETURN(auto bs, rafs::Bootstrap::from_bytes(bytes, bootstrap));
   const auto& blobs = bs->blobs();
 
@@ -42,7 +42,7 @@ Result<ExportResult> export_block(const std::string& bootstrap, const std::strin
     unlink(tmp.c_str());
     return e;
   };
-  if (auto st = rafs::pwrite_all(fd.get(), bytes, 0, tmp); !st.ok()) return fail(std::move(st).error());
+  if (auto st = nydus::pwrite_all(fd.get(), bytes, 0, tmp); !st.ok()) return fail(std::move(st).error());
   uint64_t end = bytes.size();
   rafs::BlobReader reader(bs, blob_dir);
   for (uint32_t i = 0; i < blobs.size(); ++i) {
@@ -53,7 +53,7 @@ Result<ExportResult> export_block(const std::string& bootstrap, const std::strin
       const rafs::ChunkInfo& info = (**infos)[ci];
       auto data = reader.read_chunk(rafs::chunk_ref_from_ci(bs->blobs()[i], ci, info, bs.get()));
       if (!data.ok()) return fail(std::move(data).error());
-      if (auto st = rafs::pwrite_all(fd.get(), *data, base + info.uncompressed_offset, tmp); !st.ok())
+      if (auto st = nydus::pwrite_all(fd.get(), *data, base + info.uncompressed_offset, tmp); !st.ok())
         return fail(std::move(st).error());
     }
     end = base + blobs[i].uncompressed_size;

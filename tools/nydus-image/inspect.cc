@@ -9,7 +9,7 @@
 
 #include "nydusd/rafs/bootstrap.h"
 #include "nydusd/rafs/digest.h"
-#include "nydusd/rafs/file_io.h"
+#include "common/file_io.h"
 
 namespace nydus::builder {
 
@@ -112,7 +112,7 @@ Status print_path(std::string& out, const rafs::Bootstrap& bs, const std::string
 }  // namespace
 
 Result<std::string> run_inspect(const std::string& bootstrap, const std::optional<std::string>& path) {
-  NYDUS_ASSIGN_OR_RETURN(auto bytes, rafs::read_file(bootstrap, kMaxBootstrapSize));
+  NYDUS_ASSIGN_OR_RETURN(auto bytes, nydus::read_file(bootstrap, kMaxBootstrapSize));
   NYDUS_ASSIGN_OR_RETURN(auto bs, rafs::Bootstrap::from_bytes(bytes, bootstrap));
   std::string out;
   print_super(out, bytes);

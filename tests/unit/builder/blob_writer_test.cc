@@ -11,7 +11,7 @@
 #include "nydusd/rafs/blob_ci.h"
 #include "nydusd/rafs/compression.h"
 #include "nydusd/rafs/digest.h"
-#include "nydusd/rafs/file_io.h"
+#include "common/file_io.h"
 #include "tests/support/temp_dir.h"
 
 using namespace nydus::builder;
@@ -74,7 +74,7 @@ TEST_CASE("builder: files are cut into chunks and deduplicated by digest", "[bui
   CHECK(img.chunks[2].uncompressed_size == 100);
   CHECK(img.chunks[2].uncompressed_offset == 2 * 4096);  // 4 KiB aligned, dense
   CHECK(std::memcmp(img.chunks[1].digest, rafs::blake3(b).data(), 32) == 0);
-  auto bytes = rafs::read_file((dir.path() / **id).string(), 1 << 20);
+  auto bytes = nydus::read_file((dir.path() / **id).string(), 1 << 20);
   REQUIRE(bytes.ok());
   CHECK(rafs::to_hex(rafs::sha256(*bytes)) == **id);  // named by the SHA-256 of the whole file
   REQUIRE(img.blobs.size() == 1);

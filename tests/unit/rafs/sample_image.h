@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "nydusd/rafs/bootstrap.h"
-#include "nydusd/rafs/file_io.h"
+#include "common/file_io.h"
 
 namespace nydus::rafs::testing {
 

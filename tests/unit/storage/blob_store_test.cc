@@ -13,7 +13,7 @@
 #include <catch2/catch.hpp>
 
 #include "nydusd/rafs/bootstrap.h"
-#include "nydusd/rafs/file_io.h"
+#include "common/file_io.h"
 #include "nydusd/storage/chunk_map.h"
 #include "tests/support/temp_dir.h"
 #include "tests/unit/storage/test_backend.h"
@@ -283,7 +283,7 @@ TEST_CASE("store: a corrupt chunk fails only its file and is never cached", "[st
 
 TEST_CASE("store: a digest mismatch is an error, counted, and not cached", "[storage][store]") {
   // Correct blob, but the bootstrap's digest for chunk 1 is wrong.
-  auto bytes = nydus::rafs::read_file(kSampleBoot, 1 << 20);
+  auto bytes = nydus::read_file(kSampleBoot, 1 << 20);
   REQUIRE(bytes.ok());
   // Chunk table @0x4000: entry 0 is sync_io.rs's chunk (CI 1), digest first.
   (*bytes)[0x4000 + 5] ^= 0xFF;
@@ -488,7 +488,7 @@ TEST_CASE("store: chunks missing from the chunk table are located through the CI
           "[storage][store][ci]") {
   // The sample bootstrap with its chunk table cut off (ext SB chunk_table_size
   // @0x4a0 = 0): every chunk must be resolved from the blob's CI array.
-  auto bytes = nydus::rafs::read_file(kSampleBoot, 1 << 20);
+  auto bytes = nydus::read_file(kSampleBoot, 1 << 20);
   REQUIRE(bytes.ok());
   std::memset(bytes->data() + 0x4a0, 0, 8);
   auto boot = Bootstrap::from_bytes(std::move(*bytes), "no-chunk-table.boot");

@@ -1,5 +1,5 @@
-// Small POSIX file helpers for the rafs tools path: whole-file reads with a
-// size cap, and exact positional reads. Errors name the path.
+// Small POSIX file helpers: whole-file reads with a size cap, and exact
+// positional reads and writes. Errors name the path.
 #pragma once
 
 #include <cstdint>
@@ -10,7 +10,7 @@
 #include "common/result.h"
 #include "common/unique_fd.h"
 
-namespace nydus::rafs {
+namespace nydus {
 
 Result<UniqueFd> open_readonly(const std::string& path);
 // Size of an open file.
@@ -23,4 +23,4 @@ Status pwrite_all(int fd, std::span<const uint8_t> data, uint64_t offset, const 
 // Reads a whole file; files larger than `max_size` are kTooLarge.
 Result<std::vector<uint8_t>> read_file(const std::string& path, uint64_t max_size);
 
-}  // namespace nydus::rafs
+}  // namespace nydus

@@ -1,4 +1,4 @@
-#include "nydusd/rafs/file_io.h"
+#include "common/file_io.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -6,7 +6,7 @@
 
 #include <cerrno>
 
-namespace nydus::rafs {
+namespace nydus {
 
 Result<UniqueFd> open_readonly(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -66,4 +66,4 @@ Result<std::vector<uint8_t>> read_file(const std::string& path, uint64_t max_siz
   return bytes;
 }
 
-}  // namespace nydus::rafs
+}  // namespace nydus

@@ -13,6 +13,7 @@
 #include <span>
 #include <thread>
 
+#include "common/file_io.h"
 #include "common/unique_fd.h"
 #include "nydusd/rafs/digest.h"
 #include "tools/nydus-image/compress_pool.h"
@@ -245,13 +246,8 @@ class BlobWriter::Impl {
   }
 
   Status write_all(const uint8_t* p, size_t n) {
-    while (n > 0) {
-      ssize_t w = ::write(fd_.get(), p, n);
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) return Error::from_errno(errno, "write blob " + tmp_path_);
-      p += w;
-      n -= size_t(w);
-    }
+    NYDUS_TRY(pwrite_all(fd_.get(), {p, n}, written_, tmp_path_));
+    written_ += n;
     return ok_status();
   }
 
@@ -268,6 +264,7 @@ class BlobWriter::Impl {
   std::unique_ptr<EVP_MD_CTX, EvpCtxFree> sha_;
   std::vector<uint8_t> buffer_;
   uint64_t offset_ = 0;             // bytes appended so far (compressed space)
+  uint64_t written_ = 0;            // bytes of them in the file (the rest is buffered)
   uint64_t uncompressed_end_ = 0;   // next chunk's uncompressed offset
   std::vector<rafs::ChunkInfo> ci_;  // by CI index
   std::map<rafs::Digest, uint32_t> by_digest_;  // -> index into img.chunks

@@ -51,6 +51,26 @@ bench_cleanup() {
   if [[ -n ${work:-} && ${BENCH_KEEP:-0} != 1 ]]; then rm -rf "$work"; fi
 }
 
+# make_dataset DIR FILES MIB_PER_FILE: files data0.. of MIB_PER_FILE MiB each,
+# alternating random 4 KiB blocks and text blocks (half compressible).
+make_dataset() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import os, random, sys
+root, n, mib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+os.makedirs(root, exist_ok=True)
+rng = random.Random(8)
+text = "".join(f"{i} the quick brown fox jumps over the lazy dog\n" for i in range(2000)).encode()
+for j in range(n):
+    with open(os.path.join(root, f"data{j}"), "wb") as f:
+        for b in range(mib * 256):  # 4 KiB blocks
+            if b % 2 == 0:
+                f.write(os.urandom(4096))
+            else:
+                off = rng.randrange(0, len(text) - 4096)
+                f.write(text[off:off + 4096])
+PY
+}
+
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
 now_ns() { date +%s%N; }

@@ -45,21 +45,7 @@ jobs=4
 file_mib=$((mib / jobs))
 
 echo "generating $mib MiB in $jobs files (half random 4 KiB blocks, half text) ..."
-python3 - "$work/tree" "$jobs" "$file_mib" <<'PY'
-import os, random, sys
-root, n, mib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-os.makedirs(root, exist_ok=True)
-rng = random.Random(8)
-text = "".join(f"{i} the quick brown fox jumps over the lazy dog\n" for i in range(2000)).encode()
-for j in range(n):
-    with open(os.path.join(root, f"data{j}"), "wb") as f:
-        for b in range(mib * 256):  # 4 KiB blocks
-            if b % 2 == 0:
-                f.write(os.urandom(4096))
-            else:
-                off = rng.randrange(0, len(text) - 4096)
-                f.write(text[off:off + 4096])
-PY
+make_dataset "$work/tree" "$jobs" "$file_mib"
 
 echo "building images ..."
 for c in $comps; do

@@ -117,6 +117,24 @@ Status BlobRangeSource::read_chunk(const rafs::ChunkRef& ref, uint32_t offset, s
   return ok_status();
 }
 
+std::pair<uint64_t, uint64_t> BlobRangeSource::fill_range(uint64_t offset, uint64_t end) {
+  auto list = chunks();
+  if (!list.ok() || offset >= end) return {offset, end};
+  uint64_t start = offset;
+  uint64_t stop = end;
+  auto it = std::upper_bound((*list)->begin(), (*list)->end(), offset,
+                             [](uint64_t off, const rafs::ChunkInfo& c) { return off < c.uncompressed_offset; });
+  if (it != (*list)->begin()) --it;
+  for (; it != (*list)->end() && it->uncompressed_offset < end; ++it) {
+    const uint64_t cend = it->uncompressed_offset + it->uncompressed_size;
+    if (cend <= offset) continue;  // a chunk before the range (the gap after it is zeros)
+    start = std::min(start, it->uncompressed_offset);
+    stop = std::max(stop, cend);
+  }
+  if ((offset - start) + (stop - end) > kMaxFillGrowth) return {offset, end};
+  return {start, stop};
+}
+
 Status BlobRangeSource::read(uint64_t offset, std::span<uint8_t> out) {
   std::memset(out.data(), 0, out.size());
   if (out.empty() || offset >= blob_.uncompressed_size) return ok_status();

@@ -52,6 +52,10 @@ class BlobRangeSource final : public ObjectSource {
   uint64_t size() const override { return blob_.uncompressed_size; }
   Status read(uint64_t offset, std::span<uint8_t> out) override;
   std::string describe() const override;
+  // Widened to the chunks [offset, end) touches, by at most kMaxFillGrowth
+  // bytes (else not at all).
+  std::pair<uint64_t, uint64_t> fill_range(uint64_t offset, uint64_t end) override;
+  static constexpr uint64_t kMaxFillGrowth = 4ull << 20;
 
   const storage::StorageMetrics& metrics() const { return *metrics_; }
   const rafs::BlobInfo& blob() const { return blob_; }

@@ -159,7 +159,7 @@ void RequestHandler::on_read(const ReadRequest& req, AlignedBuffer& buffer) {
   }
   // The cache file takes 4 KiB-aligned direct I/O: widen the range (the
   // extra bytes are the object's real bytes, or zeros past its end).
-  const uint64_t start = align_down(req.offset);
+  uint64_t start = align_down(req.offset);
   const uint64_t want_end = req.offset + req.length;
   uint64_t end = want_end > UINT64_MAX - kIoAlign ? align_down(want_end) : align_down(want_end + kIoAlign - 1);
   // Nothing lies past the object's last page; a range beyond it is not
@@ -167,6 +167,14 @@ void RequestHandler::on_read(const ReadRequest& req, AlignedBuffer& buffer) {
   const uint64_t size = obj->source->size();
   const uint64_t limit = size > UINT64_MAX - kIoAlign ? align_down(size) : align_down(size + kIoAlign - 1);
   end = std::min(end, limit);
+  if (start < end) {
+    // Whole chunks at once (see ObjectSource::fill_range), page-aligned.
+    auto [fill_start, fill_end] = obj->source->fill_range(start, end);
+    start = align_down(std::min(fill_start, start));
+    fill_end = std::max(fill_end, end);
+    end = std::min(limit, fill_end > UINT64_MAX - kIoAlign ? align_down(fill_end)
+                                                           : align_down(fill_end + kIoAlign - 1));
+  }
   Status st = ok_status();
   if (start >= end && req.length > 0) {
     st = make_error(ErrorKind::kInvalidArgument, "the range is beyond the object's size {}", size);

@@ -19,6 +19,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 
 #include "common/result.h"
 #include "common/unique_fd.h"
@@ -35,6 +36,11 @@ class ObjectSource {
   virtual Status read(uint64_t offset, std::span<uint8_t> out) = 0;
   // "bootstrap <id> (<path>)" / "blob <id>", for log lines.
   virtual std::string describe() const = 0;
+  // The range a READ of [offset, end) should fill in the cache file: the
+  // range itself, or (a data blob) the whole chunks it touches, so that the
+  // kernel finds the rest of each chunk in its cache file instead of sending
+  // more READs, each of which would fetch and decode the chunk again.
+  virtual std::pair<uint64_t, uint64_t> fill_range(uint64_t offset, uint64_t end) { return {offset, end}; }
 };
 
 // A bootstrap file, opened once and read with pread.

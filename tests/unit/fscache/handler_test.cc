@@ -189,6 +189,29 @@ TEST_CASE_METHOD(HandlerFixture, "fscache handler: serves the fixture bootstrap 
   CHECK(h.metrics().closes == 2);
 }
 
+TEST_CASE_METHOD(HandlerFixture, "fscache handler: a READ of part of a chunk fills the whole chunk",
+                 "[fscache][handler]") {
+  bind("dom1");
+  CacheFile blob = make_cache_file(dir, "blob.cache");
+  h.handle(bytes(build_open_message(1, 2, "erofs,dom1", kBlobId, uint32_t(blob.fd))), buf);
+  // One page in the middle of sync_io.rs's chunk [0x5000, 0x5000 + 13400):
+  // the cache file gets the whole chunk, so the kernel asks for no more of it.
+  h.handle(bytes(build_read_message(2, 2, 0x6000, 4096)), buf);
+  REQUIRE(dev.completed.size() == 1);
+  CHECK(h.metrics().read_errors == 0);
+  CHECK(h.metrics().read_bytes == 0x9000 - 0x5000);
+  std::string data = read_file(blob.path);
+  REQUIRE(data.size() == 0x9000);
+  CHECK(data.substr(0x5000, 13400) == file_via_storage(kSyncIoNid, 13400));
+  CHECK(data.substr(0, 0x5000) == std::string(0x5000, '\0'));  // chunk 0: not read, a hole
+
+  // A bootstrap READ is not widened.
+  CacheFile boot = make_cache_file(dir, "boot.cache");
+  h.handle(bytes(build_open_message(3, 1, "erofs,dom1", "rafs22", uint32_t(boot.fd))), buf);
+  h.handle(bytes(build_read_message(4, 1, 0x1000, 4096)), buf);
+  CHECK(read_file(boot.path).size() == 0x2000);
+}
+
 TEST_CASE_METHOD(HandlerFixture,
                  "fscache handler: unknown OPENs are refused and READs of unknown objects are not completed",
                  "[fscache][handler]") {

@@ -19,6 +19,17 @@ namespace {
 constexpr uint64_t kMaxCiBytes = 512ull << 20;
 constexpr uint64_t kCiHeaderSize = sizeof(rafs::BlobCiHeader);
 
+// Where a walk over the chunks of [offset, ...) starts: the last chunk that
+// starts at or before `offset` (it may end before it: the gap after a chunk
+// is zeros), else the first one. Entries are sorted and disjoint.
+std::vector<rafs::ChunkInfo>::const_iterator first_chunk_at(const std::vector<rafs::ChunkInfo>& list,
+                                                            uint64_t offset) {
+  auto it = std::upper_bound(list.begin(), list.end(), offset,
+                             [](uint64_t off, const rafs::ChunkInfo& c) { return off < c.uncompressed_offset; });
+  if (it != list.begin()) --it;
+  return it;
+}
+
 }  // namespace
 
 BlobRangeSource::BlobRangeSource(rafs::BlobInfo blob, std::string meta_dir,
@@ -122,10 +133,7 @@ std::pair<uint64_t, uint64_t> BlobRangeSource::fill_range(uint64_t offset, uint6
   if (!list.ok() || offset >= end) return {offset, end};
   uint64_t start = offset;
   uint64_t stop = end;
-  auto it = std::upper_bound((*list)->begin(), (*list)->end(), offset,
-                             [](uint64_t off, const rafs::ChunkInfo& c) { return off < c.uncompressed_offset; });
-  if (it != (*list)->begin()) --it;
-  for (; it != (*list)->end() && it->uncompressed_offset < end; ++it) {
+  for (auto it = first_chunk_at(**list, offset); it != (*list)->end() && it->uncompressed_offset < end; ++it) {
     const uint64_t cend = it->uncompressed_offset + it->uncompressed_size;
     if (cend <= offset) continue;  // a chunk before the range (the gap after it is zeros)
     start = std::min(start, it->uncompressed_offset);
@@ -140,12 +148,7 @@ Status BlobRangeSource::read(uint64_t offset, std::span<uint8_t> out) {
   if (out.empty() || offset >= blob_.uncompressed_size) return ok_status();
   NYDUS_ASSIGN_OR_RETURN(auto list, chunks());
   const uint64_t end = offset + out.size();
-  // The first chunk that ends after `offset`: entries are sorted and
-  // disjoint, so step back from the first one starting after it.
-  auto it = std::upper_bound(list->begin(), list->end(), offset,
-                             [](uint64_t off, const rafs::ChunkInfo& c) { return off < c.uncompressed_offset; });
-  if (it != list->begin()) --it;
-  for (; it != list->end() && it->uncompressed_offset < end; ++it) {
+  for (auto it = first_chunk_at(*list, offset); it != list->end() && it->uncompressed_offset < end; ++it) {
     const uint64_t cstart = it->uncompressed_offset;
     const uint64_t cend = cstart + it->uncompressed_size;
     const uint64_t s = std::max(offset, cstart);

@@ -45,12 +45,10 @@ std::string mount_body(const std::string& work_dir, const std::string& source = 
   return json{{"source", source}, {"fs_type", "rafs"}, {"config", config.dump()}}.dump();
 }
 
-struct Fixture {
-  Fixture() {
-    DaemonOptions options;
-    options.mountpoint = (tmp / "mnt").string();
-    options.id = "daemon-1";
-    options.supervisor = (tmp / "supervisor.sock").string();
+// A daemon created from `options` and its API router, over a temporary
+// directory.
+struct DaemonApi {
+  void start(const DaemonOptions& options) {
     daemon = std::move(Daemon::create(options).value());
     router = std::make_unique<Router>(build_api_router(*daemon));
   }
@@ -62,6 +60,16 @@ struct Fixture {
   testing::TempDir tmp;
   std::unique_ptr<Daemon> daemon;
   std::unique_ptr<Router> router;
+};
+
+struct Fixture : DaemonApi {
+  Fixture() {
+    DaemonOptions options;
+    options.mountpoint = (tmp / "mnt").string();
+    options.id = "daemon-1";
+    options.supervisor = (tmp / "supervisor.sock").string();
+    start(options);
+  }
 };
 
 void check_error(const HttpResponse& r, int status) {
@@ -248,7 +256,7 @@ json blob_entry(const std::string& id, const std::string& domain, const std::str
             {"metadata_path", boot}}}};
 }
 
-struct SingletonFixture {
+struct SingletonFixture : DaemonApi {
   SingletonFixture() {
     DaemonOptions options;
     options.mode = DaemonMode::kSingleton;
@@ -256,17 +264,8 @@ struct SingletonFixture {
     options.id = "fsc-1";
     options.supervisor = (tmp / "supervisor.sock").string();
     options.fscache.threads = 2;
-    daemon = std::move(Daemon::create(options).value());
-    router = std::make_unique<Router>(build_api_router(*daemon));
+    start(options);
   }
-  json get_json(const std::string& target) {
-    auto r = call(*router, "GET", target);
-    REQUIRE(r.status == 200);
-    return json::parse(r.body);
-  }
-  testing::TempDir tmp;
-  std::unique_ptr<Daemon> daemon;
-  std::unique_ptr<Router> router;
 };
 
 }  // namespace

@@ -478,9 +478,18 @@ TEST_CASE("failover: kill -9 of a shared nydusd serving two images loses no read
     REQUIRE(d.size() == 1);
     ::kill(static_cast<pid_t>(d[0].pid), SIGKILL);
     REQUIRE(wait_gone(d[0].pid));
+    // Reads of what the kernel still caches go on without any daemon: wait
+    // (bounded) until the record names the successor, then for reads
+    // through it.
+    std::vector<DaemonRecord> after;
+    const auto deadline = std::chrono::steady_clock::now() + kStartDeadline;
+    do {
+      after = s.daemons();
+      if (after.size() == 1 && after[0].pid != d[0].pid && after[0].state == "RUNNING") break;
+      std::this_thread::sleep_for(10ms);
+    } while (std::chrono::steady_clock::now() < deadline);
     int now = reads.get();
     CHECK(reads.wait_for(now + 50));
-    auto after = s.daemons();
     REQUIRE(after.size() == 1);
     CHECK(after[0].id == d[0].id);
     CHECK(after[0].pid != d[0].pid);
